@@ -1,0 +1,136 @@
+"""The toolchain that scripts/toolchain builds from Go modules: versions, plugins, kubelet builds.
+
+Nothing is skipped: a missing piece fails with the command that builds it (CI runs the script
+first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.toolchain import (
+    DEFAULT_KUBELET_VERSION,
+    KUBELET_ARCHES,
+    env_with_toolchain,
+    kubelet_path,
+    kubelet_sha256_path,
+    missing_message,
+    plugin_version,
+    pulumi_version,
+    require_kubelet,
+    require_toolchain,
+    toolchain_bin_dir,
+)
+
+pytestmark = pytest.mark.toolchain
+
+EM_X86_64 = 62
+EM_AARCH64 = 183
+
+
+def run(*args: str) -> str:
+    proc = subprocess.run(
+        args,
+        check=False,
+        env=env_with_toolchain(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc.stdout
+
+
+def pulumi() -> str:
+    try:
+        return str(require_toolchain(language_host=False) / "pulumi")
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
+
+
+def kubelet(arch: str, version: str = DEFAULT_KUBELET_VERSION) -> Path:
+    try:
+        return require_kubelet(version, arch)
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
+
+
+def elf_machine(path: Path) -> int:
+    with path.open("rb") as f:
+        header = f.read(20)
+    assert header[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    assert header[5] == 1, f"{path} is not little-endian"
+    return int(struct.unpack_from("<H", header, 18)[0])
+
+
+def test_pulumi_cli_matches_python_sdk() -> None:
+    out = run(pulumi(), "version").strip()
+    assert out == f"v{pulumi_version()}"
+
+
+def test_language_host_next_to_cli() -> None:
+    try:
+        bin_dir = require_toolchain(language_host=True)
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
+    exec_shim = (bin_dir / "pulumi-language-python-exec").read_text()
+    assert exec_shim.startswith("#!"), (
+        "pulumi-language-python-exec should be the SDK's script"
+    )
+
+
+@pytest.mark.parametrize("name", ["tls", "command"])
+def test_provider_plugin_installed_at_python_package_version(name: str) -> None:
+    want = plugin_version(name)
+    plugins = json.loads(run(pulumi(), "plugin", "ls", "--json") or "[]")
+    have = sorted(
+        p["version"]
+        for p in plugins
+        if p.get("kind") == "resource" and p.get("name") == name
+    )
+    assert want in have, (
+        f"resource plugin {name} {want} (from pulumi_{name}/pulumi-plugin.json) is not installed "
+        f"(installed: {have or 'none'}): "
+        + missing_message(f"plugin {name}", "scripts/toolchain plugins")
+    )
+
+
+def test_kubelet_version() -> None:
+    out = run(str(kubelet("amd64")), "--version")
+    assert out.strip() == f"Kubernetes {DEFAULT_KUBELET_VERSION}"
+
+
+@pytest.mark.parametrize(
+    ("arch", "machine"), [("amd64", EM_X86_64), ("arm64", EM_AARCH64)]
+)
+def test_kubelet_architecture(arch: str, machine: int) -> None:
+    assert elf_machine(kubelet(arch)) == machine
+
+
+@pytest.mark.parametrize("arch", KUBELET_ARCHES)
+def test_kubelet_sha256_file(arch: str) -> None:
+    path = kubelet(arch)
+    sha_file = kubelet_sha256_path(DEFAULT_KUBELET_VERSION, arch)
+    assert sha_file.is_file(), missing_message(str(sha_file))
+    text = sha_file.read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n?", text), (
+        f"{sha_file} should hold only the hex digest: {text!r}"
+    )
+    assert text.strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_helper_paths_are_consistent() -> None:
+    assert kubelet_path("1.30.2", "arm64") == kubelet_path("v1.30.2", "arm64")
+    assert kubelet_path().parts[-3:] == (DEFAULT_KUBELET_VERSION, "amd64", "kubelet")
+    env = env_with_toolchain({"PATH": "/usr/bin"})
+    assert env["PATH"].split(":")[0] == str(toolchain_bin_dir())
+    assert env["PULUMI_SKIP_UPDATE_CHECK"] == "1"
