@@ -1,0 +1,55 @@
+"""homelab-kubelet: stack config -> cluster CA -> one KubeletNode per node -> outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components.hints import catalogue_hints
+from components.kubelet_node import KubeletNode
+from components.pki import ClusterPki, NodeCertificate
+from components.settings import OBJECT_KEYS, SECRET_KEYS, Settings, SettingsError, parse_settings
+
+
+def load_settings(config: pulumi.Config) -> tuple[Settings, dict[str, pulumi.Output[str]]]:
+    secrets = {key: value for key in SECRET_KEYS if (value := config.get_secret(key)) is not None}
+    raw = {key: config.get_object(key) for key in OBJECT_KEYS}
+    try:
+        return parse_settings(raw, frozenset(secrets)), secrets
+    except SettingsError as error:
+        # RunError reports the message alone, before any resource is registered.
+        raise pulumi.RunError(str(error)) from None
+
+
+def ssh_private_key(settings: Settings, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Output[str] | None:
+    if settings.ssh_private_key_from_secret:
+        return secrets["sshPrivateKey"]
+    if settings.ssh.private_key_file is not None:
+        path = Path(settings.ssh.private_key_file).expanduser()
+        if not path.is_file():
+            raise pulumi.RunError(f"ssh.privateKeyFile: {str(path)!r} does not exist")
+        return pulumi.Output.secret(path.read_text())
+    return None  # ssh.agent: the command provider uses SSH_AUTH_SOCK
+
+
+settings, secrets = load_settings(pulumi.Config())
+
+imported_ca = (secrets["caCertPem"], secrets["caKeyPem"]) if settings.pki.import_ca else None
+pki = ClusterPki("cluster", settings.pki, imported_ca)
+private_key = ssh_private_key(settings, secrets)
+hints = catalogue_hints()
+
+summaries = {}
+kubeconfigs = {}
+for node in settings.nodes:
+    certificate = NodeCertificate(node.name, node, settings.pki, pki, settings.kubernetes.api_server)
+    kubelet = KubeletNode(
+        node.name, settings, node, certificate, pki.ca_cert_pem, private_key, hints
+    )
+    summaries[node.name] = kubelet.summary
+    kubeconfigs[node.name] = certificate.kubeconfig
+
+pulumi.export("caCertificate", pki.ca_cert_pem)
+pulumi.export("kubeconfigs", pulumi.Output.secret(kubeconfigs))
+pulumi.export("nodes", summaries)

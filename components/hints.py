@@ -1,0 +1,34 @@
+"""The troubleshooting catalogue as hints for the node-side health check.
+
+The health check runs on the node, so it cannot call Python: each catalogue pattern goes into
+the start script and is searched with `grep -P` in the kubelet's journal. Python's and PCRE's
+syntax agree for the patterns the catalogue uses; a test runs every pattern through grep -P.
+"""
+
+from __future__ import annotations
+
+from components.node_scripts import Hint
+from components.troubleshooting import CatalogueEntry, Severity, default_catalogue
+
+# Harmless entries would only add noise to a failure report.
+REPORTED = (Severity.FATAL, Severity.ERROR, Severity.WARNING)
+
+
+def hint_text(entry: CatalogueEntry) -> str:
+    return f"hint: {entry.title}\n    cause: {entry.cause}\n    fix: {entry.fix}"
+
+
+def catalogue_hints() -> list[Hint]:
+    """One hint per entry (its patterns joined into one alternation), fatal entries first."""
+    order = {severity: rank for rank, severity in enumerate(REPORTED)}
+    entries = sorted(
+        (entry for entry in default_catalogue().entries if entry.severity in order),
+        key=lambda entry: order[entry.severity],
+    )
+    return [
+        Hint(
+            pattern="|".join(f"(?:{pattern.pattern})" for pattern in entry.patterns),
+            text=hint_text(entry),
+        )
+        for entry in entries
+    ]

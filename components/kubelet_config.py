@@ -1,0 +1,124 @@
+"""Render /var/lib/kubelet/kubelet-config.yaml and the kubelet's command-line flags.
+
+Each setting goes where the kubelet reads it: fields of KubeletConfiguration v1beta1 into the
+file, everything else (hostname override, runtime cgroups, node labels) as flags. The runbook
+put `runtimeCgroups` into the file, which the real kubelet rejects in strict decoding and then
+ignores, so here it is the `--runtime-cgroups` flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from components import paths
+from components.settings import NodeSettings, Settings
+
+API_VERSION = "kubelet.config.k8s.io/v1beta1"
+
+
+def kubelet_cgroup(node: NodeSettings) -> str:
+    return f"{node.reservations.kube_reserved_cgroup}/kubelet.service"
+
+
+def runtime_cgroup(node: NodeSettings) -> str:
+    return f"{node.reservations.kube_reserved_cgroup}/containerd.service"
+
+
+def _authentication(settings: Settings) -> dict[str, Any]:
+    secure = settings.kubelet.auth_mode == "secure"
+    return {
+        "anonymous": {"enabled": not secure},
+        "webhook": {"enabled": secure, "cacheTTL": "2m"},
+        "x509": {"clientCAFile": paths.CA_CERT},
+    }
+
+
+def _authorization(settings: Settings) -> dict[str, Any]:
+    if settings.kubelet.auth_mode == "secure":
+        return {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": "5m", "cacheUnauthorizedTTL": "30s"},
+        }
+    return {"mode": "AlwaysAllow"}
+
+
+def kubelet_configuration(settings: Settings, node: NodeSettings) -> dict[str, Any]:
+    """The KubeletConfiguration object for one node, as plain data."""
+    reservations = node.reservations
+    config: dict[str, Any] = {
+        "kind": "KubeletConfiguration",
+        "apiVersion": API_VERSION,
+        "staticPodPath": settings.kubelet.static_pod_path,
+        "authentication": _authentication(settings),
+        "authorization": _authorization(settings),
+        # The read-only port serves pod and node data without any authentication.
+        "readOnlyPort": 0 if settings.kubelet.auth_mode == "secure" else 10255,
+        "clusterDomain": settings.kubernetes.cluster_domain,
+        "clusterDNS": list(settings.kubernetes.cluster_dns),
+        "resolvConf": node.resolv_conf,
+        "podCIDR": node.pod_cidr,
+        "runtimeRequestTimeout": settings.kubelet.runtime_request_timeout,
+        "tlsCertFile": paths.node_cert(node.name),
+        "tlsPrivateKeyFile": paths.node_key(node.name),
+        "containerRuntimeEndpoint": settings.kubernetes.container_runtime_endpoint,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": settings.kubelet.healthz_port,
+        "registerNode": True,
+        "failSwapOn": settings.kubelet.fail_swap_on,
+        "enforceNodeAllocatable": list(reservations.enforce_node_allocatable),
+        "cgroupsPerQOS": True,
+        "cgroupDriver": "systemd",
+        "cgroupRoot": "/",
+        "systemCgroups": settings.kubelet.system_cgroups,
+        "systemReservedCgroup": reservations.system_reserved_cgroup,
+        "kubeletCgroups": kubelet_cgroup(node),
+        "kubeReservedCgroup": reservations.kube_reserved_cgroup,
+    }
+    if not settings.kubelet.system_cgroups:
+        del config["systemCgroups"]
+    system_reserved = reservations.system_reserved.as_kubelet_map()
+    kube_reserved = reservations.kube_reserved.as_kubelet_map()
+    if system_reserved:
+        config["systemReserved"] = system_reserved
+    if kube_reserved:
+        config["kubeReserved"] = kube_reserved
+    config["evictionHard"] = dict(reservations.eviction_hard)
+    if node.taints:
+        config["registerWithTaints"] = [
+            {"key": taint.key, "value": taint.value, "effect": taint.effect} if taint.value
+            else {"key": taint.key, "effect": taint.effect}
+            for taint in node.taints
+        ]
+    return config
+
+
+HEADER = (
+    "# Rendered by homelab-kubelet for node {name}; changes here are overwritten by `pulumi up`.\n"
+    "# Reference: https://kubernetes.io/docs/reference/config-api/kubelet-config.v1beta1/\n"
+)
+
+
+def render_kubelet_config(settings: Settings, node: NodeSettings) -> str:
+    body = yaml.safe_dump(
+        kubelet_configuration(settings, node), sort_keys=False, default_flow_style=False
+    )
+    return HEADER.format(name=node.name) + body
+
+
+def kubelet_flags(settings: Settings, node: NodeSettings) -> list[str]:
+    """Command-line flags for settings that are not (or not reliably) KubeletConfiguration fields."""
+    flags = [
+        f"--config={paths.KUBELET_CONFIG}",
+        f"--kubeconfig={paths.KUBECONFIG}",
+        # The registered node name and the certificate CN come from the same setting.
+        f"--hostname-override={node.name}",
+        f"--runtime-cgroups={runtime_cgroup(node)}",
+    ]
+    if node.labels:
+        labels = ",".join(f"{key}={value}" for key, value in sorted(node.labels.items()))
+        flags.append(f"--node-labels={labels}")
+    flags.append(f"--v={settings.kubelet.log_verbosity}")
+    flags.extend(f"--{name}={value}" for name, value in sorted(node.extra_args.items()))
+    return flags

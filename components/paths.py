@@ -1,0 +1,34 @@
+"""Where things live on a node. One place, so scripts, units and configs never disagree."""
+
+from __future__ import annotations
+
+KUBELET_BINARY = "/usr/bin/kubelet"
+CA_CERT = "/var/lib/kubernetes/ca.pem"
+KUBELET_DIR = "/var/lib/kubelet"
+KUBELET_CONFIG = f"{KUBELET_DIR}/kubelet-config.yaml"
+KUBECONFIG = f"{KUBELET_DIR}/kubeconfig"
+SYSTEMD_DIR = "/etc/systemd/system"
+KUBELET_UNIT = f"{SYSTEMD_DIR}/kubelet.service"
+CGROUP_HELPER = "/usr/local/libexec/homelab-kubelet/prepare-cgroups"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+# Written by this program, so a later run (and `pulumi destroy`) can tell ours from the user's.
+STATE_DIR = "/var/lib/homelab-kubelet"
+
+
+def node_cert(node_name: str) -> str:
+    return f"{KUBELET_DIR}/{node_name}.pem"
+
+
+def node_key(node_name: str) -> str:
+    return f"{KUBELET_DIR}/{node_name}-key.pem"
+
+
+def slice_unit(slice_name: str) -> str:
+    return f"{SYSTEMD_DIR}/{slice_name}"
+
+
+def slice_dropin(slice_name: str) -> str:
+    return f"{SYSTEMD_DIR}/{slice_name}.d/10-homelab-kubelet-reserved.conf"
+
+
+CONTAINERD_DROPIN = f"{SYSTEMD_DIR}/containerd.service.d/10-homelab-kubelet-slice.conf"

@@ -1,0 +1,58 @@
+# Start (or restart) the kubelet and check that it is healthy and stays so: "Started kubelet"
+# and an `ok` from /healthz can come seconds before the container manager dies with a fatal
+# error, so also watch the restart counter over a settle window and the journal for F-lines.
+
+systemctl daemon-reload
+systemctl enable kubelet.service 2>/dev/null
+started=$(date +%s)
+systemctl restart kubelet.service
+log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"
+
+healthz() { curl -fsS --max-time 5 "http://127.0.0.1:$HEALTHZ_PORT/healthz" 2>/dev/null || true; }
+restarts() { systemctl show -p NRestarts --value kubelet.service; }
+fatal_lines() {
+  journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null | grep -E '^F[0-9]{4} ' || true
+}
+
+problem=""
+while :; do
+  if systemctl is-active --quiet kubelet.service && [ "$(healthz)" = ok ]; then
+    break
+  fi
+  if [ $(($(date +%s) - started)) -ge "$HEALTH_TIMEOUT" ]; then
+    problem="not healthy within ${HEALTH_TIMEOUT}s (systemctl is-active: $(systemctl is-active kubelet.service || true), /healthz: '$(healthz)')"
+    break
+  fi
+  sleep 2
+done
+
+if [ -z "$problem" ]; then
+  before=$(restarts)
+  sleep "$SETTLE_SECONDS"
+  after=$(restarts)
+  if [ "$before" != "$after" ]; then
+    problem="restarted $((after - before)) time(s) during the ${SETTLE_SECONDS}s settle window"
+  elif ! systemctl is-active --quiet kubelet.service; then
+    problem="stopped during the ${SETTLE_SECONDS}s settle window"
+  elif [ -n "$(fatal_lines)" ]; then
+    problem="logged a fatal error"
+  fi
+fi
+
+if [ -n "$problem" ]; then
+  journal=$(journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null || true)
+  {
+    printf 'ERROR [%s]: kubelet %s\n' "$NODE_NAME" "$problem"
+    printf -- '--- last lines of journalctl -u kubelet.service ---\n'
+    printf '%s\n' "$journal" | tail -n "$JOURNAL_LINES"
+    printf -- '---\n'
+    for index in "${!HINT_PATTERNS[@]}"; do
+      line=$(printf '%s\n' "$journal" | grep -P -m1 -e "${HINT_PATTERNS[$index]}" || true)
+      if [ -n "$line" ]; then
+        printf '%s\n    matched: %s\n' "${HINT_TEXTS[$index]}" "${line:0:300}"
+      fi
+    done
+  } >&2
+  exit 1
+fi
+log "kubelet is healthy: active, /healthz ok, no restart and no fatal line over ${SETTLE_SECONDS}s"
