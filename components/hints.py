@@ -12,6 +12,8 @@ from components.troubleshooting import CatalogueEntry, Severity, default_catalog
 
 # Harmless entries would only add noise to a failure report.
 REPORTED = (Severity.FATAL, Severity.ERROR, Severity.WARNING)
+# Entries that count only when a line repeats (min_matching_lines > 1) are left out: grep -m1
+# on the node cannot tell a normal single line from the symptom.
 
 
 def hint_text(entry: CatalogueEntry) -> str:
@@ -22,7 +24,11 @@ def catalogue_hints() -> list[Hint]:
     """One hint per entry (its patterns joined into one alternation), fatal entries first."""
     order = {severity: rank for rank, severity in enumerate(REPORTED)}
     entries = sorted(
-        (entry for entry in default_catalogue().entries if entry.severity in order),
+        (
+            entry
+            for entry in default_catalogue().entries
+            if entry.severity in order and entry.min_matching_lines == 1
+        ),
         key=lambda entry: order[entry.severity],
     )
     return [

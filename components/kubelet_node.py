@@ -85,7 +85,7 @@ class KubeletNode(pulumi.ComponentResource):
             node_scripts.install_kubelet(settings, node),
             [preflight],
         )
-        credentials_stdin = pulumi.Output.secret(
+        credentials_stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(
                 ca_cert_pem, certificate.cert_pem, certificate.private_key_pem, certificate.kubeconfig
             ).apply(

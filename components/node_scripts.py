@@ -66,11 +66,11 @@ def command_line(script: str, node: NodeSettings) -> str:
     prefix = ""
     if not node.is_root:
         runner = "sudo -n bash -c"
-        prefix = (
-            "sudo -n true 2>/dev/null || { "
-            f"echo {shlex.quote(f'ERROR [{node.name}]: user {node.user} cannot run sudo without a password; add a sudoers rule such as: {node.user} ALL=(ALL) NOPASSWD: ALL')} >&2; "
-            "exit 1; }\n"
+        message = (
+            f"ERROR [{node.name}]: user {node.user} cannot run sudo without a password; "
+            f"add a sudoers rule such as: {node.user} ALL=(ALL) NOPASSWD: ALL"
         )
+        prefix = f"sudo -n true 2>/dev/null || {{ echo {shlex.quote(message)} >&2; exit 1; }}\n"
     return f"{prefix}{runner} \"$(cat <<'{HEREDOC_END}'\n{script}{HEREDOC_END}\n)\"\n"
 
 

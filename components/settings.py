@@ -238,6 +238,10 @@ AllocatableEnforcement = Literal["pods", "kube-reserved", "system-reserved", "no
 SLICE_PATTERN = r"^/[a-z][a-z0-9-]*\.slice$"
 
 
+def _default_eviction() -> dict[EvictionSignal, str]:
+    return {"memory.available": "100Mi"}
+
+
 class Reservations(_Model):
     system_reserved: ResourceReservation = Field(
         default_factory=ResourceReservation, alias="systemReserved"
@@ -246,7 +250,7 @@ class Reservations(_Model):
         default_factory=ResourceReservation, alias="kubeReserved"
     )
     eviction_hard: dict[EvictionSignal, str] = Field(
-        default_factory=lambda: {"memory.available": "100Mi"}, alias="evictionHard"
+        default_factory=_default_eviction, alias="evictionHard"
     )
     enforce_node_allocatable: tuple[AllocatableEnforcement, ...] = Field(
         ("pods",), alias="enforceNodeAllocatable"

@@ -16,8 +16,8 @@ import re
 import sys
 from pathlib import Path
 
-STRUCT = re.compile(r"^type (\w+) struct \{\n(.*?)^\}", re.S | re.M)
-FIELD = re.compile(r'^\s+(\w+)\s+([\w.\[\]*]+)\s+`json:"([^",]*)', re.M)
+STRUCT = re.compile(r"^type (\w+) struct \{\n(.*?)^\}", re.DOTALL | re.MULTILINE)
+FIELD = re.compile(r'^\s+(\w+)\s+([\w.\[\]*]+)\s+`json:"([^",]*)', re.MULTILINE)
 NESTED = ("KubeletAuthentication", "KubeletAuthorization", "KubeletX509Authentication",
           "KubeletWebhookAuthentication", "KubeletAnonymousAuthentication",
           "KubeletWebhookAuthorization")
