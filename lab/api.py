@@ -1,0 +1,358 @@
+"""Python API of the lab, for the tests (and the end-to-end tests of the Pulumi program).
+
+    from lab import api
+    info = api.up(cgroup="v2")        # boots (or reuses) the three VMs and the mirror
+    api.ssh("k8s-node1", "systemctl is-active containerd", user="kube")
+    info.node("k8s-node1").port        # 2222
+    info.node("k8s-node1").host_keys   # ["ssh-ed25519 AAAA...", ...] read from its serial console
+    api.down()
+
+State lives in ``~/.cache/homelab-kubelet/lab/state.json`` (see :class:`LabInfo` for its fields;
+the file is ``LabInfo.to_dict()`` as JSON).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from lab import image as image_mod
+from lab import mirror, paths, proc, vm
+
+STATE_VERSION = 1
+
+
+class LabError(RuntimeError):
+    pass
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    pid: int
+    console_log: str
+    overlay: str
+    address: str = "127.0.0.1"
+    #: The VM's SSH host public keys ("type base64"), as it printed them on its serial console.
+    host_keys: list[str] = field(default_factory=list)
+    machine_id: str = ""
+    boot_seconds: float | None = None
+
+    @property
+    def marker(self) -> str:
+        return f"lab-{self.name}"
+
+    def host_key(self, kind: str = "ssh-ed25519") -> str:
+        for k in self.host_keys:
+            if k.startswith(kind + " "):
+                return k
+        raise KeyError(kind)
+
+    def fingerprint(self, kind: str = "ssh-ed25519") -> str:
+        blob = base64.b64decode(self.host_key(kind).split()[1])
+        return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@dataclass
+class LabInfo:
+    cgroup: str
+    accel: str
+    image: str
+    key_path: str
+    known_hosts: str
+    nodes: list[Node]
+    mirror_pid: int
+    mirror_root: str
+    mirror_url_host: str = paths.MIRROR_URL_HOST
+    mirror_url_guest: str = paths.MIRROR_URL_GUEST
+    users: tuple[str, ...] = ("root", "kube")
+    started_at: float = 0.0
+    boot_seconds: float | None = None
+    version: int = STATE_VERSION
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabInfo":
+        d = dict(d)
+        d["nodes"] = [Node(**n) for n in d["nodes"]]
+        d["users"] = tuple(d.get("users", ("root", "kube")))
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- state
+
+
+def _load_state() -> LabInfo | None:
+    try:
+        d = json.loads(paths.state_path().read_text())
+        if d.get("version") != STATE_VERSION:
+            return None
+        return LabInfo.from_dict(d)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _save_state(info: LabInfo) -> None:
+    p = paths.state_path()
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    tmp.replace(p)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    paths.lab_dir().mkdir(parents=True, exist_ok=True)
+    with open(paths.lab_dir() / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- ssh
+
+
+def ssh_argv(name: str, user: str = "root", info: LabInfo | None = None, tty: bool = False) -> list[str]:
+    """The ``ssh`` command line (without the remote command) for a lab node."""
+    port = paths.SSH_PORTS[name]
+    return [
+        "ssh", "-i", str(paths.key_path()), "-p", str(port),
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={paths.known_hosts_path()}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+        "-o", "ServerAliveInterval=15",
+        *(["-t"] if tty else []),
+        f"{user}@127.0.0.1",
+    ]
+
+
+def ssh(name: str, cmd: str | Sequence[str], user: str = "root", check: bool = False,
+        timeout: float | None = 300, input: str | bytes | None = None, text: bool = True,
+        ) -> subprocess.CompletedProcess:
+    """Runs ``cmd`` (a shell command string, or argv joined with spaces) on a lab node."""
+    if not isinstance(cmd, str):
+        cmd = " ".join(cmd)
+    return subprocess.run(
+        ssh_argv(name, user) + ["--", cmd], capture_output=True, check=check, timeout=timeout,
+        input=input, text=text,
+    )
+
+
+def scp_to(name: str, local: str | Path, remote: str, user: str = "root", timeout: float = 600) -> None:
+    port = paths.SSH_PORTS[name]
+    a = ssh_argv(name, user)
+    opts = [x for x in a[1:-1] if x != "-p" and x != str(port)]
+    subprocess.run(["scp", "-q", "-P", str(port), *opts, str(local), f"{user}@127.0.0.1:{remote}"],
+                   check=True, timeout=timeout)
+
+
+def _write_known_hosts(nodes: list[Node]) -> None:
+    lines = [f"[127.0.0.1]:{n.port} {k}" for n in nodes for k in n.host_keys]
+    paths.known_hosts_path().write_text("\n".join(lines) + "\n")
+
+
+def _console_facts(console: Path) -> tuple[list[str], str, bool]:
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        return [], "", False
+    keys, mid, done = [], "", False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("LAB-HOSTKEY "):
+            k = " ".join(line.split()[1:3])
+            if k not in keys:
+                keys.append(k)
+        elif line.startswith("LAB-MACHINEID "):
+            mid = line.split()[1] if len(line.split()) > 1 else ""
+        elif line.startswith("LAB-FIRSTBOOT-DONE"):
+            done = True
+    return keys, mid, done
+
+
+# ---------------------------------------------------------------- up / down / status
+
+
+def _alive(info: LabInfo) -> bool:
+    return proc.is_ours(info.mirror_pid, mirror.SERVER_MARKER) and all(
+        proc.is_ours(n.pid, n.marker) for n in info.nodes
+    )
+
+
+def _stop(info: LabInfo | None, progress: paths.Progress) -> None:
+    if info is None:
+        return
+    for n in info.nodes:
+        if proc.stop(n.pid, n.marker):
+            progress(f"stopped {n.name} (pid {n.pid})")
+    if proc.stop(info.mirror_pid, mirror.SERVER_MARKER):
+        progress(f"stopped mirror server (pid {info.mirror_pid})")
+    for n in info.nodes:
+        Path(n.overlay).unlink(missing_ok=True)
+
+
+def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo:
+    """Brings the lab up in the given cgroup mode (``v1`` or ``v2``); a no-op when it already runs
+    in that mode, a restart when it runs in the other. Returns the lab's facts."""
+    if cgroup not in paths.CGROUP_MODES:
+        raise ValueError(f"cgroup must be one of {paths.CGROUP_MODES}, not {cgroup!r}")
+    progress = paths.Progress(quiet)
+    with _locked():
+        state = _load_state()
+        if state is not None and _alive(state):
+            if state.cgroup == cgroup and all(ssh(n.name, "true", timeout=60).returncode == 0 for n in state.nodes):
+                mirror.sync(log=progress)
+                progress(f"lab already up (cgroup {cgroup}); nothing to do")
+                return state
+            progress(f"lab is up in cgroup {state.cgroup} mode; restarting it in {cgroup}"
+                     if state.cgroup != cgroup else "lab is up but not healthy; restarting it")
+        _stop(state, progress)
+        paths.state_path().unlink(missing_ok=True)
+        return _boot(cgroup, progress, timeout)
+
+
+def _boot(cgroup: str, progress: paths.Progress, timeout: float) -> LabInfo:
+    for tool in (vm.QEMU, "qemu-img", "ssh"):
+        if not shutil.which(tool):
+            raise LabError(f"{tool} not found (apt-get install qemu-system-x86 qemu-utils openssh-client)")
+    img = image_mod.build(progress)
+    accel = vm.choose_accel(img, progress)
+    published = mirror.sync(log=progress)
+    progress("mirror: " + (", ".join(f"{p.version}/{p.arch}" for p in published) or "no kubelet build yet")
+             + f" in {paths.mirror_root()}")
+    mirror_pid = mirror.start()
+    progress(f"mirror: serving on {paths.MIRROR_URL_HOST} (guests: {paths.MIRROR_URL_GUEST}), pid {mirror_pid}")
+    rd = paths.run_dir()
+    rd.mkdir(parents=True, exist_ok=True)
+    nodes: list[Node] = []
+    t_boot = progress.elapsed()
+    try:
+        for name, port in paths.NODES:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise LabError(f"port 127.0.0.1:{port} for {name} is already in use by something else")
+            overlay, console = rd / f"{name}.qcow2", rd / f"{name}.console.log"
+            console.unlink(missing_ok=True)
+            (rd / f"{name}.qemu.log").unlink(missing_ok=True)
+            vm.make_overlay(img, overlay)
+            a = vm.argv(name, image=img, overlay=overlay, console=console, cgroup=cgroup, accel=accel, ssh_port=port)
+            pid = proc.spawn(a, rd / f"{name}.qemu.log")
+            nodes.append(Node(name=name, port=port, pid=pid, console_log=str(console), overlay=str(overlay)))
+            progress(f"{name}: qemu started (pid {pid}, {accel}, cgroup {cgroup}, ssh 127.0.0.1:{port})")
+        info = LabInfo(
+            cgroup=cgroup, accel=accel, image=img.recipe_hash, key_path=str(paths.key_path()),
+            known_hosts=str(paths.known_hosts_path()), nodes=nodes, mirror_pid=mirror_pid,
+            mirror_root=str(paths.mirror_root()), started_at=time.time(),
+        )
+        _save_state(info)  # so that `down` can stop what was started even if the wait fails
+        _wait_ready(info, progress, t_boot, timeout)
+    except BaseException:
+        progress("boot failed; stopping what was started")
+        _stop(LabInfo(cgroup, accel, img.recipe_hash, "", "", nodes, mirror_pid, ""), progress)
+        paths.state_path().unlink(missing_ok=True)
+        raise
+    info.boot_seconds = round(progress.elapsed() - t_boot, 1)
+    _save_state(info)
+    progress(f"lab up: 3 VMs answering SSH {info.boot_seconds}s after start")
+    return info
+
+
+def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout: float) -> None:
+    pending = {n.name for n in info.nodes}
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out waiting for {sorted(pending)}; see the console logs in {paths.run_dir()}")
+        for n in info.nodes:
+            if n.name not in pending:
+                continue
+            if not proc.is_ours(n.pid, n.marker):
+                log = Path(n.console_log).with_name(f"{n.name}.qemu.log")
+                raise LabError(f"{n.name}: qemu exited; see {log} and {n.console_log}")
+            if not n.host_keys:
+                keys, mid, done = _console_facts(Path(n.console_log))
+                if not done:
+                    continue
+                n.host_keys, n.machine_id = keys, mid
+                _write_known_hosts([m for m in info.nodes if m.host_keys])
+                progress(f"{n.name}: first boot done, host key {n.fingerprint()}")
+            if ssh(n.name, "true", timeout=30).returncode == 0:
+                n.boot_seconds = round(progress.elapsed() - t_boot, 1)
+                pending.discard(n.name)
+                progress(f"{n.name}: SSH answers ({n.boot_seconds}s after start)")
+        if pending:
+            time.sleep(2)
+
+
+def down(quiet: bool = False) -> None:
+    """Stops the VMs and the mirror server that ``up`` started (by recorded PID)."""
+    progress = paths.Progress(quiet)
+    with _locked():
+        state = _load_state()
+        if state is None:
+            progress("lab is not up")
+        _stop(state, progress)
+        paths.state_path().unlink(missing_ok=True)
+        paths.known_hosts_path().unlink(missing_ok=True)
+
+
+def status() -> LabInfo | None:
+    """The running lab's facts, or None when nothing runs (a partly dead lab is returned as is;
+    :func:`health` tells which parts run)."""
+    return _load_state()
+
+
+def health(info: LabInfo) -> dict[str, bool]:
+    h = {n.name: proc.is_ours(n.pid, n.marker) for n in info.nodes}
+    h["mirror"] = proc.is_ours(info.mirror_pid, mirror.SERVER_MARKER)
+    return h
+
+
+def rss_mib(info: LabInfo) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for n in info.nodes:
+        r = proc.rss_kib(n.pid)
+        out[n.name] = round(r / 1024, 1) if r else None
+    return out
+
+
+def mirror_sync() -> list[mirror.Published]:
+    return mirror.sync()
+
+
+def table(info: LabInfo) -> str:
+    h, rss = health(info), rss_mib(info)
+    rows = [f"lab: cgroup {info.cgroup}, accel {info.accel}, image {info.image}, key {info.key_path}",
+            f"{'NAME':<11} {'SSH':<15} {'STATE':<8} {'RSS MiB':>8}  HOST KEY (ed25519)"]
+    for n in info.nodes:
+        fp = n.fingerprint() if n.host_keys else "-"
+        rows.append(f"{n.name:<11} 127.0.0.1:{n.port:<5} {'running' if h[n.name] else 'stopped':<8} "
+                    f"{rss[n.name] or 0:>8}  {fp}")
+    rows.append(f"mirror: {info.mirror_url_host} (guests {info.mirror_url_guest}) "
+                f"{'running' if h['mirror'] else 'stopped'}, root {info.mirror_root}")
+    rows.append(f"users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh k8s-node1 [--user kube] [cmd]")
+    rows.append(f"known_hosts: {info.known_hosts}")
+    return "\n".join(rows)
+
+

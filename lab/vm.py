@@ -1,0 +1,110 @@
+"""qemu command lines for the lab VMs, and the KVM probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from lab import paths, proc
+from lab.image import Image
+
+QEMU = "qemu-system-x86_64"
+CGROUP_ARGS = {
+    # Debian's default: the unified hierarchy (cgroup2fs at /sys/fs/cgroup).
+    "v2": "systemd.unified_cgroup_hierarchy=1",
+    # Full legacy layout as in the runbooks: one directory per controller (/sys/fs/cgroup/memory,
+    # /sys/fs/cgroup/cpuset, ...) and systemd's own v1 named hierarchy.
+    "v1": "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1",
+}
+TCG = "tcg,thread=multi,tb-size=128"
+
+
+def kernel_cmdline(name: str, cgroup: str) -> str:
+    return " ".join([
+        "console=ttyS0,115200", "root=/dev/vda", "rw", "rootfstype=ext4", "fsck.mode=skip",
+        f"systemd.hostname={name}", "mitigations=off", "panic=-1", "8250.nr_uarts=1",
+        CGROUP_ARGS[cgroup],
+    ])
+
+
+def argv(name: str, *, image: Image, overlay: Path, console: Path, cgroup: str, accel: str,
+         ssh_port: int | None) -> list[str]:
+    net = ["-nic", "none"]
+    if ssh_port is not None:
+        net = [
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+            "-device", "virtio-net-pci,netdev=n0,romfile=",
+        ]
+    return [
+        QEMU, "-name", f"lab-{name}", "-uuid", str(uuid.uuid4()),
+        "-machine", "pc", "-accel", TCG if accel == "tcg" else "kvm",
+        "-cpu", "max" if accel == "tcg" else "host",
+        "-smp", str(paths.VM_CPUS), "-m", str(paths.VM_MEMORY_MIB),
+        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+        "-serial", f"file:{console}", "-monitor", "none",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+        "-append", kernel_cmdline(name, cgroup),
+        "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-rng-pci",
+        *net,
+    ]
+
+
+def make_overlay(image: Image, overlay: Path) -> None:
+    overlay.unlink(missing_ok=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image.disk), str(overlay)],
+        check=True,
+    )
+
+
+def choose_accel(image: Image, progress: paths.Progress) -> str:
+    """``LAB_ACCEL``: tcg (default), kvm, or auto (KVM only when a probe boot proves it works;
+    the probe's answer is cached per image)."""
+    want = os.environ.get("LAB_ACCEL", "tcg").strip().lower() or "tcg"
+    if want not in ("tcg", "kvm", "auto"):
+        raise ValueError(f"LAB_ACCEL must be tcg, kvm or auto, not {want!r}")
+    if want != "auto":
+        return want
+    cache = paths.lab_dir() / "kvm-probe.json"
+    try:
+        c = json.loads(cache.read_text())
+        if c.get("image") == image.recipe_hash:
+            return "kvm" if c["ok"] else "tcg"
+    except (OSError, ValueError, KeyError):
+        pass
+    ok = probe_kvm(image, progress)
+    cache.write_text(json.dumps({"image": image.recipe_hash, "ok": ok}))
+    return "kvm" if ok else "tcg"
+
+
+def probe_kvm(image: Image, progress: paths.Progress, timeout: float = 60.0) -> bool:
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        progress("accel: /dev/kvm not usable; TCG")
+        return False
+    d = paths.lab_dir() / "kvm-probe"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    overlay, console = d / "probe.qcow2", d / "console.log"
+    make_overlay(image, overlay)
+    a = argv("kvm-probe", image=image, overlay=overlay, console=console, cgroup="v2", accel="kvm", ssh_port=None)
+    pid = proc.spawn(a, d / "qemu.log")
+    progress("accel: probing KVM with one boot")
+    ok = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.is_ours(pid, "lab-kvm-probe"):
+            if console.exists() and "LAB-FIRSTBOOT-DONE" in console.read_text(errors="replace"):
+                ok = True
+                break
+            time.sleep(1)
+    finally:
+        proc.stop(pid, "lab-kvm-probe")
+    progress(f"accel: KVM probe {'booted' if ok else 'did not boot'}; using {'KVM' if ok else 'TCG'}")
+    shutil.rmtree(d, ignore_errors=True)
+    return ok
