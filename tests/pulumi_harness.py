@@ -1,0 +1,304 @@
+"""Run the real `__main__.py` under Pulumi's mock engine and record what it registers.
+
+The mocks stand in for the tls and command providers: tls resources are made for real with
+`cryptography` (deterministically, keys derived from the resource name, so two runs of the same
+config give the same certificates and the restart triggers can be compared), and remote
+commands return canned output (preflight: a facts JSON of a 4-CPU, 8 GiB arm64 node).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+FIXED_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+FACTS = {
+    "node": "",
+    "hostname": "",
+    "arch": "arm64",
+    "kernel": "6.1.0-mock",
+    "cgroupVersion": "v2",
+    "cpus": 4,
+    "memoryBytes": 8 * 2**30,
+    "systemSliceMemoryBytes": 150 * 2**20,
+    "swapOn": False,
+    "containerdSystemdCgroup": "true",
+    "warnings": [],
+}
+
+
+def unwrap(value: Any) -> Any:
+    """Mock inputs wrap secrets as {sig: ..., value: ...}; give the plain value."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
+            return unwrap(value["value"])
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
+
+
+def is_secret_input(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG
+
+
+def _key_for(name: str) -> ec.EllipticCurvePrivateKey:
+    scalar = int.from_bytes(hashlib.sha256(name.encode()).digest(), "big") % (2**255)
+    return ec.derive_private_key(scalar or 1, ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _load_key(pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+_SUBJECT_OIDS = {
+    "commonName": NameOID.COMMON_NAME,
+    "country": NameOID.COUNTRY_NAME,
+    "province": NameOID.STATE_OR_PROVINCE_NAME,
+    "locality": NameOID.LOCALITY_NAME,
+    "organization": NameOID.ORGANIZATION_NAME,
+    "organizationalUnit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+}
+
+
+def _name(subject: dict[str, Any]) -> x509.Name:
+    return x509.Name(
+        [x509.NameAttribute(oid, str(subject[key])) for key, oid in _SUBJECT_OIDS.items() if subject.get(key)]
+    )
+
+
+_EXTENDED = {"client_auth": ExtendedKeyUsageOID.CLIENT_AUTH, "server_auth": ExtendedKeyUsageOID.SERVER_AUTH}
+
+
+def _build_cert(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: Any,
+    signing_key: ec.EllipticCurvePrivateKey,
+    uses: list[str],
+    is_ca: bool,
+    hours: float,
+    sans: list[x509.GeneralName],
+    serial_seed: str,
+) -> str:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(int.from_bytes(hashlib.sha256(serial_seed.encode()).digest()[:16], "big"))
+        .not_valid_before(FIXED_TIME)
+        .not_valid_after(FIXED_TIME + datetime.timedelta(hours=hours))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature="digital_signature" in uses,
+                content_commitment=False,
+                key_encipherment="key_encipherment" in uses,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign="cert_signing" in uses,
+                crl_sign="crl_signing" in uses,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    extended = [_EXTENDED[use] for use in uses if use in _EXTENDED]
+    if extended:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signing_key, hashes.SHA256(), ecdsa_deterministic=True).public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderMocks(pulumi.runtime.Mocks):
+    """Emulated tls and command providers (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        plain = unwrap(inputs)
+        outputs: dict[str, Any] = dict(inputs)
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            key = _key_for(args.name)
+            outputs["privateKeyPem"] = _pem_key(key)
+            outputs["publicKeyPem"] = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode()
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            key = _load_key(plain["privateKeyPem"])
+            subject = _name(plain.get("subject", {}))
+            outputs["certPem"] = _build_cert(
+                subject, subject, key.public_key(), key, plain["allowedUses"],
+                bool(plain.get("isCaCertificate")), plain["validityPeriodHours"], [], args.name,
+            )
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            key = _load_key(plain["privateKeyPem"])
+            sans: list[x509.GeneralName] = [x509.DNSName(n) for n in plain.get("dnsNames", [])]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in plain.get("ipAddresses", [])]
+            builder = x509.CertificateSigningRequestBuilder().subject_name(_name(plain.get("subject", {})))
+            if sans:
+                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            outputs["certRequestPem"] = (
+                builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+            )
+        elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
+            request = x509.load_pem_x509_csr(plain["certRequestPem"].encode())
+            ca_cert = x509.load_pem_x509_certificate(plain["caCertPem"].encode())
+            try:
+                sans = list(request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            except x509.ExtensionNotFound:
+                sans = []
+            outputs["certPem"] = _build_cert(
+                request.subject, ca_cert.subject, request.public_key(), _load_key(plain["caPrivateKeyPem"]),
+                plain["allowedUses"], bool(plain.get("isCaCertificate")), plain["validityPeriodHours"],
+                sans, args.name,
+            )
+        elif args.typ == "command:remote:Command":
+            stdout = ""
+            if args.name.endswith("-preflight"):
+                node = args.name.removesuffix("-preflight")
+                stdout = json.dumps({**FACTS, "node": node, "hostname": node})
+            outputs.update(stdout=stdout, stderr="")
+        self.resources.append(Registered(args.typ, args.name, inputs, outputs))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class Declared:
+    """A resource as the program declared it (type, name, options), recorded in the SDK."""
+
+    type: str
+    name: str
+    parent: str | None
+    depends_on: list[str]
+    protect: bool
+    additional_secret_outputs: list[str]
+
+
+@dataclass
+class ProgramRun:
+    mocks: ProviderMocks
+    declared: list[Declared]
+    outputs: dict[str, Any]
+    secret_outputs: dict[str, bool]
+
+    def resources(self, type_: str) -> list[Registered]:
+        return [r for r in self.mocks.resources if r.type == type_]
+
+    def resource(self, name: str) -> Registered:
+        matches = [r for r in self.mocks.resources if r.name == name]
+        assert len(matches) == 1, f"{name}: {len(matches)} resources"
+        return matches[0]
+
+    def declaration(self, name: str) -> Declared:
+        return next(d for d in self.declared if d.name == name)
+
+
+def _config_strings(config: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"homelab-kubelet:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in config.items()
+    }
+
+
+def run_program(
+    config: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    monkeypatch: Any = None,
+) -> ProgramRun:
+    """Run __main__.py with this stack config under the mocks; wait for every output."""
+    secrets = secrets or {}
+    mocks = ProviderMocks()
+    pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=False)
+    all_config = _config_strings(config) | {f"homelab-kubelet:{k}": v for k, v in secrets.items()}
+    pulumi.runtime.set_all_config(all_config, [f"homelab-kubelet:{k}" for k in secrets])
+
+    declared: list[Declared] = []
+    original_init = pulumi.Resource.__init__
+
+    def recording_init(self: pulumi.Resource, t: str, name: str, custom: bool, props: Any = None,
+                       opts: pulumi.ResourceOptions | None = None, *args: Any, **kwargs: Any) -> None:
+        opts = opts or pulumi.ResourceOptions()
+        parent = opts.parent
+        declared.append(
+            Declared(
+                type=t,
+                name=name,
+                parent=getattr(parent, "_name", None) if parent is not None else None,
+                depends_on=[getattr(d, "_name", "?") for d in (opts.depends_on or [])]
+                if isinstance(opts.depends_on, list) else [],
+                protect=bool(opts.protect),
+                additional_secret_outputs=list(opts.additional_secret_outputs or []),
+            )
+        )
+        original_init(self, t, name, custom, props, opts, *args, **kwargs)
+
+    exports: dict[str, pulumi.Output[Any]] = {}
+    original_export = pulumi.export
+
+    def recording_export(name: str, value: Any) -> None:
+        exports[name] = pulumi.Output.from_input(value)
+
+    resolved: dict[str, Any] = {}
+    secret_flags: dict[str, bool] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def body() -> pulumi.Output[Any]:
+        runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+        names = sorted(exports)
+        flags: list[pulumi.Output[bool]] = [
+            pulumi.Output.from_input(exports[name].is_secret()) for name in names  # type: ignore[arg-type]
+        ]
+
+        def collect(values: list[Any]) -> None:
+            resolved.update(dict(zip(names, values[: len(names)], strict=True)))
+            secret_flags.update(dict(zip(names, values[len(names) :], strict=True)))
+
+        return pulumi.Output.all(*(exports[name] for name in names), *flags).apply(collect)
+
+    pulumi.Resource.__init__ = recording_init  # type: ignore[method-assign]
+    pulumi.export = recording_export
+    try:
+        body()
+    finally:
+        pulumi.Resource.__init__ = original_init  # type: ignore[method-assign]
+        pulumi.export = original_export
+    return ProgramRun(mocks, declared, resolved, secret_flags)
