@@ -1,0 +1,456 @@
+"""Stack config parsing: the homelab stack's values, reservation merging, and bad input.
+
+Every bad-input case changes one thing in the homelab stack and checks that `parse_settings`
+raises `SettingsError` with a problem line that names the key path and quotes the bad value.
+A line names the key path when it starts with `  - <path>: `, or, for checks that span
+several keys of one section (model validators), `  - <parent>: <leaf>` (for example
+`pki: earlyRenewalHours (100) must be below ...`). A missing key or an empty list has no value
+to quote; those cases check the path and that the message says what is required.
+
+Known bugs in components/settings.py are strict xfails, so they turn into failures once fixed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from components.settings import Settings, SettingsError, parse_settings
+from tests.stack_config import homelab_config, load_stack_config
+
+Raw = dict[str, Any]
+
+
+def _problems(error: SettingsError) -> list[str]:
+    lines = str(error).splitlines()
+    assert lines[0] == "invalid stack configuration:", str(error)
+    assert all(line.startswith("  - ") for line in lines[1:]), str(error)
+    return [line.removeprefix("  - ") for line in lines[1:]]
+
+
+def _parse(raw: Raw, secrets: frozenset[str] = frozenset()) -> Settings:
+    return parse_settings(raw, secrets)
+
+
+def _errors(raw: Raw, secrets: frozenset[str] = frozenset()) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(raw, secrets)
+    return _problems(caught.value)
+
+
+def _names_path(problem: str, path: str) -> bool:
+    if problem.startswith(f"{path}: "):
+        return True
+    parent, _, leaf = path.rpartition(".")
+    return bool(parent) and problem.startswith(f"{parent}: {leaf}")
+
+
+# --- the homelab stack ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def homelab() -> Settings:
+    return _parse(homelab_config())
+
+
+def test_stack_config_helper_strips_the_namespace_and_copies(tmp_path: Any) -> None:
+    stack = tmp_path / "Pulumi.test.yaml"
+    stack.write_text(
+        "config:\n"
+        "  homelab-kubelet:ssh:\n    user: kube\n"
+        "  aws:region: us-east-1\n"
+        "  homelab-kubelet:sshPrivateKey:\n    secure: AAAA\n"
+    )
+    assert load_stack_config(stack) == {"ssh": {"user": "kube"}, "sshPrivateKey": {"secure": "AAAA"}}
+    first = homelab_config()
+    first["nodes"].clear()
+    assert len(homelab_config()["nodes"]) == 3
+
+
+def test_homelab_nodes(homelab: Settings) -> None:
+    assert [node.name for node in homelab.nodes] == ["k8s-master", "k8s-node1", "k8s-node2"]
+    assert [node.address for node in homelab.nodes] == ["k8s-master", "k8s-node1", "k8s-node2"]
+    assert {node.arch for node in homelab.nodes} == {"arm64"}
+    assert [node.pod_cidr for node in homelab.nodes] == ["10.200.0.0/24", "10.200.1.0/24", "10.200.2.0/24"]
+    assert [node.cert_common_name for node in homelab.nodes] == [
+        "system:node:k8s-master",
+        "system:node:k8s-node1",
+        "system:node:k8s-node2",
+    ]
+    for node in homelab.nodes:
+        assert (node.user, node.port, node.is_root) == ("root", 22, True)
+        assert node.resolv_conf == "/run/systemd/resolve/resolv.conf"
+
+
+def test_homelab_kubernetes_and_ssh(homelab: Settings) -> None:
+    assert homelab.kubernetes.version == "v1.30.1"
+    assert homelab.kubernetes.minor_version == "v1.30"
+    assert homelab.kubernetes.cluster_dns == ("10.32.0.10",)
+    assert homelab.kubernetes.api_server == "https://k8s-master:6443"
+    assert homelab.kubernetes.container_runtime_endpoint == "unix:///run/containerd/containerd.sock"
+    assert homelab.kubernetes.runtime_socket_path == "/run/containerd/containerd.sock"
+    assert homelab.ssh.agent is True
+    assert homelab.ssh_private_key_from_secret is False
+    assert homelab.kubelet.auth_mode == "secure"
+
+
+def test_homelab_reservations(homelab: Settings) -> None:
+    for reservations in [homelab.reservations, *(node.reservations for node in homelab.nodes)]:
+        assert reservations.system_reserved.as_kubelet_map() == {"cpu": "256m", "memory": "256Mi"}
+        assert reservations.kube_reserved.as_kubelet_map() == {"cpu": "1024m", "memory": "1024Mi"}
+        assert reservations.eviction_hard == {"memory.available": "100Mi"}
+        assert reservations.enforce_node_allocatable == ("pods", "kube-reserved", "system-reserved")
+        assert reservations.kube_reserved_cgroup == "/kube.slice"
+        assert reservations.system_reserved_cgroup == "/system.slice"
+
+
+def test_homelab_pki_subject(homelab: Settings) -> None:
+    subject = homelab.pki.subject
+    assert (subject.country, subject.province, subject.locality) == ("JP", "Sample", "Tokyo")
+    assert subject.organizational_unit == "Kubernetes The HardWay"
+    assert homelab.pki.algorithm == "ECDSA"
+    assert homelab.pki.import_ca is False
+
+
+# --- per-node reservation overrides -------------------------------------------------------------
+
+
+def test_node_override_merges_one_level_deep() -> None:
+    raw = homelab_config()
+    raw["nodes"][1]["reservations"] = {
+        "kubeReserved": {"cpu": "512m"},
+        "evictionHard": {"nodefs.available": "10%"},
+        "enforceNodeAllocatable": ["pods"],
+    }
+    settings = _parse(raw)
+    node1 = settings.node("k8s-node1").reservations
+    # Within a resource map: the node's keys win, the others stay.
+    assert node1.kube_reserved.as_kubelet_map() == {"cpu": "512m", "memory": "1024Mi"}
+    assert node1.system_reserved.as_kubelet_map() == {"cpu": "256m", "memory": "256Mi"}
+    assert node1.eviction_hard == {"memory.available": "100Mi", "nodefs.available": "10%"}
+    # A list is not a map: it is replaced.
+    assert node1.enforce_node_allocatable == ("pods",)
+    # The other nodes and the stack-wide value are untouched.
+    assert settings.reservations.kube_reserved.cpu == "1024m"
+    assert settings.node("k8s-node2").reservations.kube_reserved.as_kubelet_map() == {
+        "cpu": "1024m",
+        "memory": "1024Mi",
+    }
+
+
+def test_node_override_of_a_scalar_replaces_it() -> None:
+    raw = homelab_config()
+    raw["nodes"][0]["reservations"] = {"kubeReservedCgroup": "/podruntime.slice"}
+    settings = _parse(raw)
+    assert settings.nodes[0].reservations.kube_reserved_cgroup == "/podruntime.slice"
+    assert settings.nodes[0].reservations.kube_reserved_slice == "podruntime.slice"
+    assert settings.nodes[1].reservations.kube_reserved_cgroup == "/kube.slice"
+
+
+def test_node_user_and_port_override_the_ssh_section() -> None:
+    raw = homelab_config()
+    raw["nodes"][2].update(user="kube", port=2222)
+    node = _parse(raw).nodes[2]
+    assert (node.user, node.port, node.is_root) == ("kube", 2222, False)
+
+
+# --- accepted edge cases --------------------------------------------------------------------------
+
+
+def test_port_given_as_integral_float_is_accepted() -> None:
+    # Pulumi can hand YAML numbers to the program as floats.
+    raw = homelab_config()
+    raw["ssh"]["port"] = 22.0
+    raw["nodes"][1]["port"] = 2222.0
+    settings = _parse(raw)
+    assert settings.ssh.port == 22
+    assert isinstance(settings.nodes[1].port, int)
+    assert settings.nodes[1].port == 2222
+
+
+def test_same_address_on_other_ports_is_accepted() -> None:
+    raw = homelab_config()
+    for node, port in zip(raw["nodes"], (2201, 2202, 2203), strict=True):
+        node.update(address="127.0.0.1", port=port)
+    assert [node.port for node in _parse(raw).nodes] == [2201, 2202, 2203]
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    mutate: Callable[[Raw], object]
+    path: str
+    value: str | None  # a text the problem line must contain; None: nothing to quote
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+
+def _node(index: int, key: str, value: Any) -> Callable[[Raw], object]:
+    return lambda raw: raw["nodes"][index].__setitem__(key, value)
+
+
+def _section(section: str, key: str, value: Any) -> Callable[[Raw], object]:
+    return lambda raw: raw[section].__setitem__(key, value)
+
+
+def _reserved(kind: str, key: str, value: Any) -> Callable[[Raw], object]:
+    return lambda raw: raw["reservations"][kind].__setitem__(key, value)
+
+
+BAD_CASES: dict[str, Bad] = {
+    "podCIDR not a CIDR": Bad(_node(1, "podCIDR", "10.200.1.0/33"), "nodes[1].podCIDR", "'10.200.1.0/33'"),
+    "podCIDR garbage": Bad(_node(1, "podCIDR", "ten-two-hundred"), "nodes[1].podCIDR", "'ten-two-hundred'"),
+    "podCIDR host bits set": Bad(_node(1, "podCIDR", "10.200.1.5/24"), "nodes[1].podCIDR", "'10.200.1.5/24'"),
+    "podCIDRs overlap": Bad(_node(2, "podCIDR", "10.200.1.128/25"), "nodes[2].podCIDR", "'10.200.1.128/25'"),
+    "quantity 256MB stack-wide": Bad(
+        _reserved("systemReserved", "memory", "256MB"), "reservations.systemReserved.memory", "'256MB'"
+    ),
+    "quantity 256MB per node": Bad(
+        _node(1, "reservations", {"kubeReserved": {"memory": "256MB"}}),
+        "nodes[1].reservations.kubeReserved.memory",
+        "'256MB'",
+    ),
+    "unknown arch": Bad(_node(1, "arch", "x86_64"), "nodes[1].arch", "'x86_64'"),
+    "duplicate node name": Bad(_node(2, "name", "k8s-node1"), "nodes[2].name", "'k8s-node1'"),
+    "duplicate address and port": Bad(_node(2, "address", "k8s-node1"), "nodes[2].address", "'k8s-node1'"),
+    "version without v": Bad(_section("kubernetes", "version", "1.30.1"), "kubernetes.version", "'1.30.1'"),
+    "version garbage": Bad(_section("kubernetes", "version", "latest"), "kubernetes.version", "'latest'"),
+    "version without patch": Bad(_section("kubernetes", "version", "v1.30"), "kubernetes.version", "'v1.30'"),
+    "unknown key in a section": Bad(
+        _section("kubernetes", "apiserver", "https://k8s-master:6443"), "kubernetes.apiserver", None
+    ),
+    "unknown key in a node": Bad(_node(1, "podCidr", "10.200.1.0/24"), "nodes[1].podCidr", None),
+    "unknown key in systemReserved": Bad(
+        _reserved("systemReserved", "memroy", "256Mi"), "reservations.systemReserved.memroy", None
+    ),
+    "unknown key in a node's override": Bad(
+        _node(1, "reservations", {"kubeReserved": {"cpus": "1"}}), "nodes[1].reservations.kubeReserved.cpus", None
+    ),
+    "memory reservation 1024Gi": Bad(
+        _reserved("systemReserved", "memory", "1024Gi"), "reservations.systemReserved.memory", "'1024Gi'"
+    ),
+    "cpu reservation 1000 cores": Bad(
+        _reserved("kubeReserved", "cpu", "1000"), "reservations.kubeReserved.cpu", "'1000'"
+    ),
+    "per-node memory 1024Gi": Bad(
+        _node(0, "reservations", {"systemReserved": {"memory": "1024Gi"}}),
+        "nodes[0].reservations.systemReserved.memory",
+        "'1024Gi'",
+    ),
+    "nodes missing": Bad(lambda raw: raw.pop("nodes"), "nodes", None),
+    "nodes empty": Bad(lambda raw: raw.__setitem__("nodes", []), "nodes", None),
+    "nodes not a list": Bad(lambda raw: raw.__setitem__("nodes", {"k8s-master": {}}), "nodes", "dict"),
+    "node not a mapping": Bad(lambda raw: raw["nodes"].__setitem__(1, "k8s-node1"), "nodes[1]", "'k8s-node1'"),
+    "node name missing": Bad(lambda raw: raw["nodes"][1].pop("name"), "nodes[1].name", None),
+    "clusterDNS not an IP": Bad(
+        _section("kubernetes", "clusterDNS", ["10.32.0.300"]), "kubernetes.clusterDNS[0]", "'10.32.0.300'"
+    ),
+    "apiServer not https": Bad(
+        _section("kubernetes", "apiServer", "http://k8s-master:6443"),
+        "kubernetes.apiServer",
+        "'http://k8s-master:6443'",
+    ),
+    "runtime endpoint not unix://": Bad(
+        _section("kubernetes", "containerRuntimeEndpoint", "/run/containerd/containerd.sock"),
+        "kubernetes.containerRuntimeEndpoint",
+        "'/run/containerd/containerd.sock'",
+    ),
+    "resolvConf relative": Bad(_section("kubelet", "resolvConf", "resolv.conf"), "kubelet.resolvConf", "'resolv.conf'"),
+    "node resolvConf relative": Bad(
+        _node(1, "resolvConf", "run/resolv.conf"), "nodes[1].resolvConf", "'run/resolv.conf'"
+    ),
+    "two ssh key sources": Bad(
+        _section("ssh", "privateKeyFile", "~/.ssh/id_ed25519"), "ssh", "ssh.privateKeyFile, ssh.agent"
+    ),
+    "ssh agent and the secret": Bad(lambda raw: None, "ssh", "ssh.agent, sshPrivateKey", frozenset({"sshPrivateKey"})),
+    "importCa without secrets": Bad(_section("pki", "importCa", True), "pki.importCa", "caCertPem, caKeyPem"),
+    "importCa with one secret": Bad(
+        _section("pki", "importCa", True), "pki.importCa", "caKeyPem", frozenset({"caCertPem"})
+    ),
+    "earlyRenewalHours = validityHours": Bad(
+        lambda raw: raw["pki"].update(validityHours=100, earlyRenewalHours=100), "pki.earlyRenewalHours", "(100)"
+    ),
+    "earlyRenewalHours > validityHours": Bad(
+        lambda raw: raw["pki"].update(validityHours=100, earlyRenewalHours=720), "pki.earlyRenewalHours", "(720)"
+    ),
+    "kube-reserved enforced but kubeReserved empty": Bad(
+        lambda raw: raw["reservations"].__setitem__("kubeReserved", {}),
+        "reservations.enforceNodeAllocatable",
+        "'kube-reserved'",
+    ),
+    "system-reserved enforced but systemReserved empty": Bad(
+        lambda raw: raw["reservations"].pop("systemReserved"),
+        "reservations.enforceNodeAllocatable",
+        "'system-reserved'",
+    ),
+    "enforceNodeAllocatable none with others": Bad(
+        _section("reservations", "enforceNodeAllocatable", ["none", "pods"]),
+        "reservations.enforceNodeAllocatable",
+        "'none'",
+    ),
+    "enforceNodeAllocatable unknown": Bad(
+        _section("reservations", "enforceNodeAllocatable", ["pods", "kube"]),
+        "reservations.enforceNodeAllocatable[1]",
+        "'kube'",
+    ),
+    "taint effect": Bad(
+        _node(1, "taints", [{"key": "dedicated", "effect": "NoRun"}]), "nodes[1].taints[0].effect", "'NoRun'"
+    ),
+    "taint key": Bad(
+        _node(1, "taints", [{"key": "bad key", "effect": "NoSchedule"}]), "nodes[1].taints[0].key", "'bad key'"
+    ),
+    "label key": Bad(_node(1, "labels", {"-role": "worker"}), "nodes[1].labels", "'-role'"),
+    "label value": Bad(_node(1, "labels", {"role": "big worker"}), "nodes[1].labels", "'big worker'"),
+    "extraArgs overrides hostname-override": Bad(
+        _node(1, "extraArgs", {"hostname-override": "other"}), "nodes[1].extraArgs", "'hostname-override'"
+    ),
+    "extraArgs with dashes": Bad(_node(1, "extraArgs", {"--max-pods": "50"}), "nodes[1].extraArgs", "'--max-pods'"),
+    "eviction threshold": Bad(
+        _section("reservations", "evictionHard", {"memory.available": "100MB"}),
+        "reservations.evictionHard",
+        "'100MB'",
+    ),
+    "eviction threshold 100%": Bad(
+        _section("reservations", "evictionHard", {"memory.available": "100%"}),
+        "reservations.evictionHard",
+        "'100%'",
+    ),
+    "ssh port 0": Bad(_section("ssh", "port", 0), "ssh.port", "(got 0)"),
+    "node port 70000": Bad(_node(1, "port", 70000), "nodes[1].port", "(got 70000)"),
+    "node port 22.5": Bad(_node(1, "port", 22.5), "nodes[1].port", "(got 22.5)"),
+    "ssh port 22.5": Bad(_section("ssh", "port", 22.5), "ssh.port", "(got 22.5)"),
+    "node name uppercase": Bad(_node(1, "name", "K8s-Node1"), "nodes[1].name", "'K8s-Node1'"),
+    "ssh user uppercase": Bad(_section("ssh", "user", "Root"), "ssh.user", "'Root'"),
+    "node ips not IPs": Bad(_node(1, "ips", ["192.168.1.300"]), "nodes[1].ips[0]", "'192.168.1.300'"),
+    "logVerbosity 11": Bad(_section("kubelet", "logVerbosity", 11), "kubelet.logVerbosity", "(got 11)"),
+    "pid reservation 1.5": Bad(_reserved("systemReserved", "pid", 1.5), "reservations.systemReserved.pid", "1.5"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES.values(), ids=list(BAD_CASES))
+def test_bad_input_names_the_key_path_and_the_value(case: Bad) -> None:
+    raw = homelab_config()
+    case.mutate(raw)
+    problems = _errors(raw, case.secrets)
+    matching = [problem for problem in problems if _names_path(problem, case.path)]
+    assert matching, f"no problem names {case.path}: {problems}"
+    if case.value is None:
+        assert any(re.search(r"unknown key|required", problem) for problem in matching), matching
+    else:
+        assert any(case.value in problem for problem in matching), f"{case.value} not quoted in {matching}"
+
+
+def test_at_least_25_distinct_bad_cases() -> None:
+    assert len(BAD_CASES) >= 25
+    assert len({case.path for case in BAD_CASES.values()}) >= 25
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = homelab_config()
+    raw["kubernetes"]["version"] = "1.30"
+    raw["ssh"]["port"] = 0
+    raw["reservations"]["kubeReserved"]["memory"] = "1GB"
+    raw["nodes"][0]["arch"] = "mips"
+    raw["nodes"][2]["podCIDR"] = "10.200.1.0/24"
+    problems = _errors(raw)
+    for path, value in [
+        ("kubernetes.version", "'1.30'"),
+        ("ssh.port", "0"),
+        ("reservations.kubeReserved.memory", "'1GB'"),
+        ("nodes[0].arch", "'mips'"),
+        ("nodes[2].podCIDR", "'10.200.1.0/24'"),
+    ]:
+        assert any(problem.startswith(f"{path}: ") and value in problem for problem in problems), (path, problems)
+    assert len(problems) == 5, problems
+
+
+def test_overlaps_are_reported_against_every_other_node() -> None:
+    raw = homelab_config()
+    raw["nodes"][2]["podCIDR"] = "10.200.0.0/16"
+    problems = _errors(raw)
+    assert [problem for problem in problems if problem.startswith("nodes[2].podCIDR: ")] == [
+        "nodes[2].podCIDR: '10.200.0.0/16' overlaps nodes[0].podCIDR '10.200.0.0/24'",
+        "nodes[2].podCIDR: '10.200.0.0/16' overlaps nodes[1].podCIDR '10.200.1.0/24'",
+    ]
+
+
+# --- known bugs in components/settings.py -----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: a single bad clusterDNS entry also yields a spurious "
+    "'kubernetes.clusterDNS: Tuple should have at least 1 item after validation, not 0' line",
+)
+def test_one_bad_cluster_dns_entry_is_one_problem() -> None:
+    raw = homelab_config()
+    raw["kubernetes"]["clusterDNS"] = ["10.32.0.300"]
+    assert _errors(raw) == ["kubernetes.clusterDNS[0]: '10.32.0.300' is not an IP address"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: an unknown evictionHard signal is reported at "
+    "'reservations.evictionHard.memory.avail.[key]' (pydantic's [key] loc leaks into the path)",
+)
+def test_unknown_eviction_signal_path() -> None:
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.avail": "100Mi"}
+    problems = _errors(raw)
+    assert any(problem.startswith("reservations.evictionHard") and "'memory.avail'" in problem for problem in problems)
+    assert not any("[key]" in problem for problem in problems), problems
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: \"'none' cannot be combined\" does not quote the configured list",
+)
+def test_none_combined_quotes_the_list() -> None:
+    raw = homelab_config()
+    raw["reservations"]["enforceNodeAllocatable"] = ["none", "pods"]
+    assert any("['none', 'pods']" in problem for problem in _errors(raw))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: _strict_int says it rejects \"22\", but pydantic's lax int "
+    "mode then accepts the string (and true as port 1)",
+)
+@pytest.mark.parametrize("port", ["2222", True], ids=["string", "bool"])
+def test_port_must_be_a_number(port: object) -> None:
+    raw = homelab_config()
+    raw["nodes"][1]["port"] = port
+    assert any(problem.startswith("nodes[1].port: ") for problem in _errors(raw))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: patterns anchored with `$` (re.match) accept a trailing newline",
+)
+@pytest.mark.parametrize(
+    ("section", "index", "key", "value", "path"),
+    [
+        ("nodes", 1, "name", "k8s-node1\n", "nodes[1].name"),
+        ("kubernetes", None, "apiServer", "https://k8s-master:6443\n", "kubernetes.apiServer"),
+        ("kubernetes", None, "containerRuntimeEndpoint", "unix:///run/containerd/containerd.sock\n",
+         "kubernetes.containerRuntimeEndpoint"),
+    ],
+    ids=["node name", "apiServer", "runtime endpoint"],
+)
+def test_trailing_newline_is_rejected(section: str, index: int | None, key: str, value: str, path: str) -> None:
+    raw = homelab_config()
+    target = raw[section][index] if index is not None else raw[section]
+    target[key] = value
+    assert any(problem.startswith(f"{path}: ") for problem in _errors(raw))
+
+
+@pytest.mark.xfail(strict=True, reason="settings.py bug: a quantity with a trailing newline passes (`$` anchor)")
+def test_quantity_with_trailing_newline_is_rejected() -> None:
+    raw = homelab_config()
+    raw["reservations"]["systemReserved"]["memory"] = "256Mi\n"
+    assert any(problem.startswith("reservations.systemReserved.memory: ") for problem in _errors(raw))
