@@ -18,14 +18,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any
 
 from lab import image as image_mod
 from lab import mirror, paths, proc, vm
@@ -88,11 +88,11 @@ class LabInfo:
                 return n
         raise KeyError(name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabInfo":
+    def from_dict(cls, d: dict[str, Any]) -> LabInfo:
         d = dict(d)
         d["nodes"] = [Node(**n) for n in d["nodes"]]
         d["users"] = tuple(d.get("users", ("root", "kube")))
@@ -149,12 +149,12 @@ def ssh_argv(name: str, user: str = "root", info: LabInfo | None = None, tty: bo
 
 def ssh(name: str, cmd: str | Sequence[str], user: str = "root", check: bool = False,
         timeout: float | None = 300, input: str | bytes | None = None, text: bool = True,
-        ) -> subprocess.CompletedProcess:
+        ) -> subprocess.CompletedProcess[Any]:
     """Runs ``cmd`` (a shell command string, or argv joined with spaces) on a lab node."""
     if not isinstance(cmd, str):
         cmd = " ".join(cmd)
     return subprocess.run(
-        ssh_argv(name, user) + ["--", cmd], capture_output=True, check=check, timeout=timeout,
+        [*ssh_argv(name, user), "--", cmd], capture_output=True, check=check, timeout=timeout,
         input=input, text=text,
     )
 
@@ -351,7 +351,7 @@ def table(info: LabInfo) -> str:
                     f"{rss[n.name] or 0:>8}  {fp}")
     rows.append(f"mirror: {info.mirror_url_host} (guests {info.mirror_url_guest}) "
                 f"{'running' if h['mirror'] else 'stopped'}, root {info.mirror_root}")
-    rows.append(f"users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh k8s-node1 [--user kube] [cmd]")
+    rows.append("users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh k8s-node1 [--user kube] [cmd]")
     rows.append(f"known_hosts: {info.known_hosts}")
     return "\n".join(rows)
 

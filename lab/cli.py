@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "down":
             api.down()
         elif a.cmd == "status":
-            info = api.status()
-            if info is None:
+            st = api.status()
+            if st is None:
                 print("lab is not up")
                 return 3
-            print(api.table(info))
-            return 0 if all(api.health(info).values()) else 1
+            print(api.table(st))
+            return 0 if all(api.health(st).values()) else 1
         elif a.cmd == "ssh":
             argv_ = api.ssh_argv(a.name, a.user, tty=not a.command and sys.stdin.isatty())
             if a.command:

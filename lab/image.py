@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab import paths
 
@@ -41,13 +42,12 @@ FIRSTBOOT_SCRIPT = """#!/bin/sh
 # Lab first boot (every boot of a fresh overlay): per-VM SSH host keys, /etc/hosts entry,
 # and the facts the lab reads from the serial console to pin each VM's host key.
 set -e
-ssh-keygen -A
+# ed25519 only: RSA key generation takes most of a minute under TCG.
+[ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
 h=$(hostname)
 grep -q "[[:space:]]$h\\$" /etc/hosts || printf '127.0.1.1\\t%s\\n' "$h" >> /etc/hosts
 {
-  for f in /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub /etc/ssh/ssh_host_rsa_key.pub; do
-    echo "LAB-HOSTKEY $(cut -d' ' -f1,2 "$f")"
-  done
+  echo "LAB-HOSTKEY $(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"
   echo "LAB-MACHINEID $(cat /etc/machine-id)"
   echo "LAB-FIRSTBOOT-DONE $h"
 } > /dev/ttyS0
@@ -79,7 +79,8 @@ IPv6AcceptRA=no
 UseDNS=no
 """
 
-SSHD_CONF = """# Lab: keys only.
+SSHD_CONF = """# Lab: keys only; one host key per VM, made at its first boot.
+HostKey /etc/ssh/ssh_host_ed25519_key
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -92,11 +93,11 @@ INITRAMFS_CONF = "MODULES=list\nCOMPRESS=zstd\n"
 INITRAMFS_HOOK = """#!/bin/sh
 # Lab: the few modules needed to mount the root file system on a virtio disk.
 PREREQ=""
-prereqs() { echo "$PREREQ"; }
+prereqs() {{ echo "$PREREQ"; }}
 case "$1" in prereqs) prereqs; exit 0;; esac
 . /usr/share/initramfs-tools/hook-functions
-for m in %s; do force_load "$m" || true; done
-""" % " ".join(INITRD_MODULES)
+for m in {}; do force_load "$m" || true; done
+""".format(" ".join(INITRD_MODULES))
 
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 #: qemu user-mode networking's built-in DNS forwarder.
@@ -123,7 +124,7 @@ def debian_mirror_url(roots: tuple[Path, ...] = (Path("/etc/apt"),)) -> str:
     suites are skipped). Nothing is hard-coded: the lab uses whatever this host uses."""
     candidates: list[tuple[str, list[str]]] = []
     for root in roots:
-        files = [root / "sources.list"] + sorted((root / "sources.list.d").glob("*.list"))
+        files = [root / "sources.list", *sorted((root / "sources.list.d").glob("*.list"))]
         for f in files:
             if not f.is_file():
                 continue
@@ -159,8 +160,8 @@ def debian_mirror_url(roots: tuple[Path, ...] = (Path("/etc/apt"),)) -> str:
         if any(s.startswith(SUITE) and "security" not in s for s in suites):
             return uri.rstrip("/")
     raise ImageError(
-        "no apt source for Debian %s found in /etc/apt/sources.list*; the lab takes its "
-        "Debian mirror from the host's apt sources" % SUITE
+        f"no apt source for Debian {SUITE} found in /etc/apt/sources.list*; the lab takes its "
+        "Debian mirror from the host's apt sources"
     )
 
 
@@ -201,7 +202,7 @@ def is_built(img: Image) -> bool:
     return all(p.exists() for p in (img.kernel, img.initrd, img.disk, img.dir / "recipe.json"))
 
 
-def _run(cmd: list[str], log: Path, **kw) -> None:
+def _run(cmd: list[str], log: Path, **kw: Any) -> None:
     with open(log, "ab") as f:
         f.write(("\n$ " + " ".join(cmd) + "\n").encode())
         f.flush()
@@ -282,7 +283,8 @@ def build(progress: paths.Progress | None = None, force: bool = False) -> Image:
         os.chmod(root / home.lstrip("/") / ".ssh", 0o700)
         _chroot(root, log, "chown", "-R", owner, f"{home}/.ssh")
     _write(root, "/etc/sudoers.d/kube", "kube ALL=(ALL) NOPASSWD: ALL\n", 0o440)
-    _chroot(root, log, "systemctl", "enable", "systemd-networkd.service", "lab-firstboot.service", "containerd.service", "ssh.service")
+    _chroot(root, log, "systemctl", "enable", "systemd-networkd.service", "lab-firstboot.service",
+            "containerd.service", "ssh.service")
     # No swap, ever (the kubelet's failSwapOn).
     _chroot(root, log, "systemctl", "mask", "swap.target")
 
@@ -310,7 +312,7 @@ def build(progress: paths.Progress | None = None, force: bool = False) -> Image:
     raw = work / "root.raw"
     _run(["mkfs.ext4", "-q", "-F", "-L", "labroot", "-d", str(root), str(raw), DISK_SIZE], log)
     os.chmod(raw, 0o444)
-    recipe = {
+    recipe: dict[str, Any] = {
         "hash": img.recipe_hash,
         "suite": SUITE,
         "kernel": kver_s,

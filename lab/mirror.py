@@ -18,6 +18,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp.replace(dst)
 
 
-def sync(builds: Path | None = None, root: Path | None = None, log=print) -> list[Published]:
+def sync(builds: Path | None = None, root: Path | None = None,
+         log: Callable[[str], object] = print) -> list[Published]:
     """Publishes every verified kubelet build into the mirror; returns what the mirror holds."""
     builds = builds or paths.kubelet_builds()
     root = root or paths.mirror_root()
@@ -90,7 +92,8 @@ def sync(builds: Path | None = None, root: Path | None = None, log=print) -> lis
         stamp = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
         actual = expected if verified.get(str(kubelet)) == f"{stamp}:{expected}" else sha256_file(kubelet)
         if actual != expected:
-            log(f"mirror: {version}/{arch}: kubelet does not match its kubelet.sha256 (build in progress?); not published")
+            log(f"mirror: {version}/{arch}: kubelet does not match its kubelet.sha256 "
+                "(build in progress?); not published")
             continue
         verified[str(kubelet)] = f"{stamp}:{expected}"
         dst_dir = root / version / "bin" / "linux" / arch

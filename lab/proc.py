@@ -3,6 +3,7 @@ session, recorded by PID, and stopped only after checking the PID is still the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,10 +44,8 @@ def is_ours(pid: int | None, marker: str) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(pid: int | None, marker: str, timeout: float = 10.0) -> bool:
