@@ -1,0 +1,100 @@
+"""`pulumi preview` with the real engine (the Pulumi CLI, Python language host and the tls and
+command plugins built by scripts/toolchain) through the Automation API.
+
+A preview needs no node: remote commands are planned, not run. The project is copied unmodified
+into a temp dir, so the stack's encryption salt is never written into the repo's stack files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pulumi import automation as auto
+
+from tests.toolchain import env_with_toolchain, require_toolchain
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "pyproject.toml")
+NODES = ("k8s-master", "k8s-node1", "k8s-node2")
+PER_NODE = {
+    "homelab-kubelet:pki:NodeCertificate": 1,
+    "tls:index/privateKey:PrivateKey": 1,
+    "tls:index/certRequest:CertRequest": 1,
+    "tls:index/locallySignedCert:LocallySignedCert": 1,
+    "homelab-kubelet:node:KubeletNode": 1,
+    "command:remote:Command": 5,
+}
+
+
+def copy_project(destination: Path, stack_file: str) -> Path:
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, destination / name)
+    shutil.copy2(REPO / stack_file, destination / stack_file)
+    # The language host runs the program in Pulumi.yaml's `virtualenv: venv`: the repo's own.
+    (destination / "venv").symlink_to(REPO / "venv")
+    return destination
+
+
+def workspace(project: Path, state: Path, env: dict[str, str]) -> auto.LocalWorkspaceOptions:
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(project),
+        pulumi_command=auto.PulumiCommand(root=str(require_toolchain().parent)),
+        env_vars={
+            **env,
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE": "preview-test",
+        },
+    )
+
+
+@pytest.mark.toolchain
+def test_real_preview_of_the_homelab_stack(tmp_path: Path) -> None:
+    env = env_with_toolchain()
+    project = copy_project(tmp_path / "project", "Pulumi.homelab.yaml")
+    (tmp_path / "state").mkdir()
+    stack = auto.create_or_select_stack("homelab", work_dir=str(project), opts=workspace(project, tmp_path / "state", env))
+    events: list[auto.EngineEvent] = []
+    result = stack.preview(on_event=events.append, color="never")
+
+    planned = Counter(
+        event.resource_pre_event.metadata.type
+        for event in events
+        if event.resource_pre_event is not None and event.resource_pre_event.metadata.op == auto.OpType.CREATE
+    )
+    for type_, count in PER_NODE.items():
+        assert planned[type_] == count * len(NODES), (type_, planned)
+    assert planned["homelab-kubelet:pki:ClusterPki"] == 1
+    assert planned["tls:index/selfSignedCert:SelfSignedCert"] == 1
+    names = {
+        event.resource_pre_event.metadata.urn.rsplit("::", 1)[1]
+        for event in events
+        if event.resource_pre_event is not None
+    }
+    for node in NODES:
+        for step in ("preflight", "install-kubelet", "credentials", "configure", "start-kubelet"):
+            assert f"{node}-{step}" in names
+    assert result.change_summary.get(auto.OpType.CREATE, 0) >= 1 + 2 + len(NODES) * sum(PER_NODE.values())
+
+
+@pytest.mark.toolchain
+def test_real_preview_rejects_bad_config_before_any_resource(tmp_path: Path) -> None:
+    env = env_with_toolchain()
+    project = copy_project(tmp_path / "project", "Pulumi.homelab.yaml")
+    (tmp_path / "state").mkdir()
+    stack = auto.create_or_select_stack("homelab", work_dir=str(project), opts=workspace(project, tmp_path / "state", env))
+    stack.set_config("nodes[1].podCIDR", auto.ConfigValue("10.200.1.0/33"), path=True)
+    events: list[auto.EngineEvent] = []
+    with pytest.raises(auto.errors.CommandError) as failure:
+        stack.preview(on_event=events.append, color="never")
+    assert "nodes[1].podCIDR" in str(failure.value)
+    assert "10.200.1.0/33" in str(failure.value)
+    registered = [e for e in events if e.resource_pre_event is not None
+                  and e.resource_pre_event.metadata.type != "pulumi:pulumi:Stack"]
+    assert registered == []
