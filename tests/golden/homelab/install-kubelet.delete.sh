@@ -1,0 +1,74 @@
+bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
+set -euo pipefail
+# homelab-kubelet: remove kubelet on node k8s-node1
+NODE_NAME=k8s-node1
+KUBELET_BINARY=/usr/bin/kubelet
+# shellcheck disable=SC2034  # some steps use only part of lib.sh
+# Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
+# the step's variables (NODE_NAME, ...), then this file, then the step itself.
+
+log() { printf '[%s] %s\n' "$NODE_NAME" "$*" >&2; }
+
+fail() {
+  printf 'ERROR [%s]: %s\n' "$NODE_NAME" "$*" >&2
+  exit 1
+}
+
+# install_file PATH MODE < CONTENT
+# Writes atomically (temp file in the same directory + rename), so an interrupted run never
+# leaves a half-written file. Prints "changed PATH" only when content or mode differ.
+install_file() {
+  local path=$1 mode=$2 dir tmp
+  dir=$(dirname "$path")
+  install -d -m 0755 "$dir"
+  tmp=$(mktemp "$dir/.$(basename "$path").XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$path"
+  echo "changed $path"
+}
+
+# unpack_bundle < BUNDLE
+# The bundle on stdin holds files as
+#   @@@ homelab-kubelet file PATH MODE
+#   ...content lines...
+#   @@@ homelab-kubelet end
+# Data travels on stdin, never in the command line (no secret lands in `ps` or the journal).
+unpack_bundle() {
+  local line path="" mode="" content=""
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      "@@@ homelab-kubelet file "*)
+        read -r path mode <<<"${line#@@@ homelab-kubelet file }"
+        content=""
+        ;;
+      "@@@ homelab-kubelet end")
+        [ -n "$path" ] || fail "malformed bundle: end without file"
+        printf '%s' "$content" | install_file "$path" "$mode"
+        path=""
+        ;;
+      *)
+        [ -n "$path" ] || fail "malformed bundle: data outside a file"
+        content+="$line"$'\n'
+        ;;
+    esac
+  done
+  [ -z "$path" ] || fail "malformed bundle: $path has no end marker (stdin cut short?)"
+}
+
+cgroup_version() {
+  case "$(stat -fc %T /sys/fs/cgroup)" in
+    cgroup2fs) echo v2 ;;
+    tmpfs) if [ -d /sys/fs/cgroup/unified ]; then echo hybrid; else echo v1; fi ;;
+    *) echo unknown ;;
+  esac
+}
+# Delete of the install step: remove the binary this program installed.
+rm -f "$KUBELET_BINARY"
+log "removed $KUBELET_BINARY"
+HOMELAB_KUBELET_SCRIPT
+)"

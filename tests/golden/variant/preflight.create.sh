@@ -1,0 +1,204 @@
+sudo -n true 2>/dev/null || { echo 'ERROR [k8s-node1]: user kube cannot run sudo without a password; add a sudoers rule such as: kube ALL=(ALL) NOPASSWD: ALL' >&2; exit 1; }
+sudo -n bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
+set -euo pipefail
+# homelab-kubelet: preflight on node k8s-node1
+NODE_NAME=k8s-node1
+EXPECTED_ARCH=arm64
+RUNTIME_SOCKET=/run/containerd/containerd.sock
+CONTAINERD_CONFIG=/etc/containerd/config.toml
+MANAGE_CONTAINERD_CGROUP_DRIVER=true
+FAIL_SWAP_ON=true
+HOSTNAME_CHECK=warn
+RESOLV_CONF=/run/systemd/resolve/resolv.conf
+RESERVED_MILLICORES=768
+RESERVED_MEMORY_BYTES=1178599424
+SYSTEM_SLICE=system.slice
+SYSTEM_RESERVED_MEMORY_BYTES=268435456
+ENFORCE_SYSTEM_RESERVED=true
+KUBELET_BINARY=/usr/bin/kubelet
+MIN_FREE_KB=204800
+# shellcheck disable=SC2034  # some steps use only part of lib.sh
+# Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
+# the step's variables (NODE_NAME, ...), then this file, then the step itself.
+
+log() { printf '[%s] %s\n' "$NODE_NAME" "$*" >&2; }
+
+fail() {
+  printf 'ERROR [%s]: %s\n' "$NODE_NAME" "$*" >&2
+  exit 1
+}
+
+# install_file PATH MODE < CONTENT
+# Writes atomically (temp file in the same directory + rename), so an interrupted run never
+# leaves a half-written file. Prints "changed PATH" only when content or mode differ.
+install_file() {
+  local path=$1 mode=$2 dir tmp
+  dir=$(dirname "$path")
+  install -d -m 0755 "$dir"
+  tmp=$(mktemp "$dir/.$(basename "$path").XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$path"
+  echo "changed $path"
+}
+
+# unpack_bundle < BUNDLE
+# The bundle on stdin holds files as
+#   @@@ homelab-kubelet file PATH MODE
+#   ...content lines...
+#   @@@ homelab-kubelet end
+# Data travels on stdin, never in the command line (no secret lands in `ps` or the journal).
+unpack_bundle() {
+  local line path="" mode="" content=""
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      "@@@ homelab-kubelet file "*)
+        read -r path mode <<<"${line#@@@ homelab-kubelet file }"
+        content=""
+        ;;
+      "@@@ homelab-kubelet end")
+        [ -n "$path" ] || fail "malformed bundle: end without file"
+        printf '%s' "$content" | install_file "$path" "$mode"
+        path=""
+        ;;
+      *)
+        [ -n "$path" ] || fail "malformed bundle: data outside a file"
+        content+="$line"$'\n'
+        ;;
+    esac
+  done
+  [ -z "$path" ] || fail "malformed bundle: $path has no end marker (stdin cut short?)"
+}
+
+cgroup_version() {
+  case "$(stat -fc %T /sys/fs/cgroup)" in
+    cgroup2fs) echo v2 ;;
+    tmpfs) if [ -d /sys/fs/cgroup/unified ]; then echo hybrid; else echo v1; fi ;;
+    *) echo unknown ;;
+  esac
+}
+# Preflight: check the node before anything is written; report facts as JSON on stdout.
+# Every failed check is collected and reported at once, each naming the fix.
+
+errors=()
+warnings=()
+error() { errors+=("$*"); }
+warn() { warnings+=("$*"); }
+
+machine=$(uname -m)
+case "$machine" in
+  x86_64) arch=amd64 ;;
+  aarch64 | arm64) arch=arm64 ;;
+  *) arch=$machine ;;
+esac
+[ "$arch" = "$EXPECTED_ARCH" ] ||
+  error "arch: the node is $machine ($arch) but the stack says arch: $EXPECTED_ARCH; fix nodes[].arch"
+
+[ "$(cat /proc/1/comm)" = systemd ] ||
+  error "systemd is not PID 1 (found '$(cat /proc/1/comm)'); the kubelet runs as a systemd service"
+
+for tool in curl sha256sum systemctl journalctl; do
+  command -v "$tool" >/dev/null || error "$tool is not installed; install it (apt-get install curl systemd)"
+done
+
+if [ ! -S "$RUNTIME_SOCKET" ]; then
+  error "container runtime socket $RUNTIME_SOCKET is missing: is containerd installed and running? (systemctl status containerd; fix kubernetes.containerRuntimeEndpoint if it lives elsewhere)"
+elif command -v ctr >/dev/null && ! ctr --address "$RUNTIME_SOCKET" version >/dev/null 2>&1; then
+  error "container runtime at $RUNTIME_SOCKET does not answer (ctr version failed); systemctl restart containerd"
+fi
+
+systemd_cgroup=unknown
+if command -v containerd >/dev/null; then
+  if containerd config dump 2>/dev/null | grep -Eq '^\s*SystemdCgroup\s*=\s*true'; then
+    systemd_cgroup=true
+  else
+    systemd_cgroup=false
+    if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ]; then
+      warn "containerd runs runc with SystemdCgroup = false; the configure step sets it to true (kubelet.manageContainerdCgroupDriver)"
+    else
+      error "containerd's runc cgroup driver (SystemdCgroup = false) differs from the kubelet's (systemd): pods would fail later; set SystemdCgroup = true in $CONTAINERD_CONFIG or kubelet.manageContainerdCgroupDriver: true"
+    fi
+  fi
+fi
+
+cgroups=$(cgroup_version)
+case "$cgroups" in
+  v2)
+    for controller in cpu memory pids; do
+      grep -qw "$controller" /sys/fs/cgroup/cgroup.controllers ||
+        error "cgroup v2 controller '$controller' is not available (/sys/fs/cgroup/cgroup.controllers)"
+    done
+    ;;
+  v1 | hybrid)
+    for controller in cpu,cpuacct cpuset memory pids; do
+      [ -d "/sys/fs/cgroup/$controller" ] || error "cgroup v1 controller hierarchy /sys/fs/cgroup/$controller is not mounted"
+    done
+    ;;
+  *) error "unknown cgroup filesystem at /sys/fs/cgroup: $(stat -fc %T /sys/fs/cgroup)" ;;
+esac
+
+swap_on=false
+if [ "$(wc -l </proc/swaps)" -gt 1 ]; then
+  swap_on=true
+  if [ "$FAIL_SWAP_ON" = true ]; then
+    error "swap is on and kubelet.failSwapOn is true: the kubelet refuses to start; run swapoff -a and remove swap from /etc/fstab"
+  fi
+fi
+
+hostname=$(hostname)
+if [ "$hostname" != "$NODE_NAME" ]; then
+  message="the node's hostname is '$hostname' but it is configured as '$NODE_NAME'; the kubelet registers as '$NODE_NAME' (--hostname-override) and its certificate CN follows that name"
+  case "$HOSTNAME_CHECK" in
+    fail) error "$message (kubelet.hostnameCheck: fail)" ;;
+    warn) warn "$message" ;;
+  esac
+fi
+
+[ -f "$RESOLV_CONF" ] ||
+  error "resolvConf $RESOLV_CONF does not exist on this node (it exists only where systemd-resolved runs); set kubelet.resolvConf or nodes[].resolvConf, e.g. /etc/resolv.conf"
+
+cpus=$(nproc)
+memory_bytes=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024))
+if [ "$RESERVED_MILLICORES" -ge $((cpus * 1000)) ]; then
+  error "reservations: systemReserved + kubeReserved cpu (${RESERVED_MILLICORES}m) is not below the node's $cpus CPUs"
+fi
+if [ "$RESERVED_MEMORY_BYTES" -ge "$memory_bytes" ]; then
+  error "reservations: systemReserved + kubeReserved + evictionHard memory ($((RESERVED_MEMORY_BYTES / 1048576))Mi) is not below the node's memory ($((memory_bytes / 1048576))Mi)"
+fi
+
+system_usage=0
+case "$cgroups" in
+  v2) usage_file=/sys/fs/cgroup/$SYSTEM_SLICE/memory.current ;;
+  *) usage_file=/sys/fs/cgroup/memory/$SYSTEM_SLICE/memory.usage_in_bytes ;;
+esac
+[ -r "$usage_file" ] && system_usage=$(cat "$usage_file")
+if [ "$ENFORCE_SYSTEM_RESERVED" = true ] && [ "$SYSTEM_RESERVED_MEMORY_BYTES" -gt 0 ] &&
+  [ "$SYSTEM_RESERVED_MEMORY_BYTES" -le "$system_usage" ]; then
+  error "reservations: systemReserved memory ($((SYSTEM_RESERVED_MEMORY_BYTES / 1048576))Mi) is below what $SYSTEM_SLICE uses now ($((system_usage / 1048576))Mi); the kernel would refuse the limit with 'device or resource busy'; raise reservations.systemReserved.memory"
+fi
+
+free_kb=$(df -Pk "$(dirname "$KUBELET_BINARY")" | awk 'NR == 2 {print $4}')
+[ "$free_kb" -ge "$MIN_FREE_KB" ] ||
+  error "only $((free_kb / 1024))Mi free on $(dirname "$KUBELET_BINARY"); the kubelet binary needs $((MIN_FREE_KB / 1024))Mi"
+
+for message in "${warnings[@]}"; do log "warning: $message"; done
+if [ "${#errors[@]}" -gt 0 ]; then
+  for message in "${errors[@]}"; do printf 'ERROR [%s] preflight: %s\n' "$NODE_NAME" "$message" >&2; done
+  exit 1
+fi
+log "preflight passed: $arch, cgroup $cgroups, $cpus CPUs, $((memory_bytes / 1048576))Mi memory"
+
+json_warnings=""
+for message in "${warnings[@]}"; do
+  message=${message//\\/\\\\}
+  json_warnings+="${json_warnings:+,}\"${message//\"/\\\"}\""
+done
+printf '{"node":"%s","hostname":"%s","arch":"%s","kernel":"%s","cgroupVersion":"%s","cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":"%s","warnings":[%s]}\n' \
+  "$NODE_NAME" "$hostname" "$arch" "$(uname -r)" "$cgroups" "$cpus" "$memory_bytes" \
+  "$system_usage" "$swap_on" "$systemd_cgroup" "$json_warnings"
+HOMELAB_KUBELET_SCRIPT
+)"

@@ -1,0 +1,562 @@
+"""Rendered files and node command lines: golden files plus properties that are not golden.
+
+Golden files live in tests/golden/<stack>/ for node k8s-node1 of two stacks: `homelab`
+(Pulumi.homelab.yaml as it is) and `variant` (the homelab stack with a non-root sudo user
+`kube`, authMode permissive, labels, taints, extraArgs, a per-node reservation override and
+RSA keys; see `variant_config`). A mismatch fails with a unified diff. After an intended
+change, rewrite them and review the diff before committing:
+
+    UPDATE_GOLDEN=1 venv/bin/python -m pytest tests/test_renderers.py -q
+    git diff tests/golden/
+
+The start-kubelet golden files embed `components.hints.catalogue_hints()`, so a change of the
+troubleshooting catalogue shows up there too.
+
+The property tests below do not use the golden files: expected values are computed by hand in
+the test (bytes of 1024Mi, cpu.weight of 1024m, ...) or come from the v1.30 field list.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import os
+import shlex
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import node_scripts, paths, systemd
+from components.allocatable import allocatable
+from components.bundle import END_MARKER, FILE_MARKER, NodeFile, pack, unpack
+from components.hints import catalogue_hints
+from components.kubeconfig import render_kubeconfig
+from components.kubelet_config import render_kubelet_config
+from components.quantities import cpu_shares, cpu_weight, parse_quantity, to_bytes, to_millicores
+from components.settings import NodeSettings, Settings, parse_settings
+from tests.stack_config import homelab_config
+
+TESTS = Path(__file__).resolve().parent
+GOLDEN = TESTS / "golden"
+FIELDS = json.loads((TESTS / "data" / "kubelet-config-fields-v1.30.json").read_text())["fields"]
+NODE = "k8s-node1"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+# Fixed dummy PEM texts: not real certificates or keys, only distinct recognisable strings.
+DUMMY_CA = "-----BEGIN CERTIFICATE-----\nRFVNTVktQ0EtQ0VSVElGSUNBVEU=\n-----END CERTIFICATE-----\n"
+DUMMY_CERT = "-----BEGIN CERTIFICATE-----\nRFVNTVktTk9ERS1DRVJUSUZJQ0FURQ==\n-----END CERTIFICATE-----\n"
+DUMMY_KEY = "-----BEGIN EC PRIVATE KEY-----\nRFVNTVktTk9ERS1LRVk=\n-----END EC PRIVATE KEY-----\n"
+
+
+def variant_config() -> dict[str, Any]:
+    raw = homelab_config()
+    raw["ssh"]["user"] = "kube"
+    raw["kubelet"]["authMode"] = "permissive"
+    raw["pki"].update(algorithm="RSA", rsaBits=4096)
+    raw["nodes"][1].update(
+        labels={"node-role.kubernetes.io/worker": "", "topology.kubernetes.io/zone": "rack-1"},
+        taints=[
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+            {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
+        ],
+        extraArgs={"max-pods": "50", "serialize-image-pulls": "false"},
+        reservations={"kubeReserved": {"cpu": "512m", "memory": "768Mi"}},
+        ips=["192.168.1.11"],
+    )
+    return raw
+
+
+STACKS = {"homelab": homelab_config, "variant": variant_config}
+
+
+def stack(name: str) -> tuple[Settings, NodeSettings]:
+    settings = parse_settings(STACKS[name]())
+    return settings, settings.node(NODE)
+
+
+def step_scripts(settings: Settings, node: NodeSettings) -> dict[str, node_scripts.StepScripts]:
+    return {
+        "preflight": node_scripts.preflight(settings, node),
+        "install-kubelet": node_scripts.install_kubelet(settings, node),
+        "write-credentials": node_scripts.write_credentials(node),
+        "configure": node_scripts.configure(settings, node),
+        "start-kubelet": node_scripts.start_kubelet(settings, node, catalogue_hints()),
+    }
+
+
+def command_lines(settings: Settings, node: NodeSettings) -> dict[str, str]:
+    """Every command line of every step: `<step>.create` and `<step>.delete`."""
+    lines: dict[str, str] = {}
+    for step, scripts in step_scripts(settings, node).items():
+        lines[f"{step}.create"] = scripts.create
+        if scripts.delete is not None:
+            lines[f"{step}.delete"] = scripts.delete
+    return lines
+
+
+def rendered_files(settings: Settings, node: NodeSettings) -> dict[str, str]:
+    units = systemd.unit_files(settings, node)
+    files = {
+        "kubelet-config.yaml": render_kubelet_config(settings, node),
+        "kubelet.service": units[paths.KUBELET_UNIT],
+        "kube.slice": units[systemd.slice_path("kube.slice")],
+        "system.slice.d-10-homelab-kubelet-reserved.conf": units[systemd.slice_path("system.slice")],
+        "containerd.service.d-10-homelab-kubelet-slice.conf": units[paths.CONTAINERD_DROPIN],
+        "kubeconfig": render_kubeconfig(
+            cluster_name="kubernetes",
+            server=settings.kubernetes.api_server,
+            ca_cert_pem=DUMMY_CA,
+            client_cert_pem=DUMMY_CERT,
+            client_key_pem=DUMMY_KEY,
+            user=node.cert_common_name,
+        ),
+    }
+    files.update({f"{name}.sh": line for name, line in command_lines(settings, node).items()})
+    return files
+
+
+def golden_cases() -> list[tuple[str, str]]:
+    return [(name, file) for name in STACKS for file in rendered_files(*stack(name))]
+
+
+def assert_golden(path: Path, actual: str, update: bool = UPDATE) -> None:
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+        return
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; create it with UPDATE_GOLDEN=1 and review it")
+    expected = path.read_text()
+    if actual != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                actual.splitlines(keepends=True),
+                fromfile=f"{path} (golden)",
+                tofile="rendered",
+            )
+        )
+        pytest.fail(f"rendered output differs from {path}; if intended, rerun with UPDATE_GOLDEN=1\n{diff}")
+
+
+@pytest.mark.parametrize(("stack_name", "file"), golden_cases(), ids=[f"{s}/{f}" for s, f in golden_cases()])
+def test_golden(stack_name: str, file: str) -> None:
+    assert_golden(GOLDEN / stack_name / file, rendered_files(*stack(stack_name))[file])
+
+
+def test_no_stale_golden_files() -> None:
+    expected = {f"{name}/{file}" for name, file in golden_cases()}
+    present = {str(path.relative_to(GOLDEN)) for path in GOLDEN.rglob("*") if path.is_file()}
+    assert present == expected
+
+
+def test_assert_golden_reports_a_diff(tmp_path: Path) -> None:
+    golden = tmp_path / "file"
+    golden.write_text("a\nb\n")
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)-b\n\+c"):
+        assert_golden(golden, "a\nc\n", update=False)
+
+
+def test_variant_stack_is_what_it_claims() -> None:
+    settings, node = stack("variant")
+    assert (node.user, node.is_root) == ("kube", False)
+    assert settings.kubelet.auth_mode == "permissive"
+    assert settings.pki.algorithm == "RSA"
+    assert node.labels and node.taints and node.extra_args
+    assert node.reservations.kube_reserved.as_kubelet_map() == {"cpu": "512m", "memory": "768Mi"}
+
+
+# --- kubelet-config.yaml ----------------------------------------------------------------------
+
+NESTED = {
+    ("authentication",): "KubeletAuthentication",
+    ("authentication", "anonymous"): "KubeletAnonymousAuthentication",
+    ("authentication", "webhook"): "KubeletWebhookAuthentication",
+    ("authentication", "x509"): "KubeletX509Authentication",
+    ("authorization",): "KubeletAuthorization",
+    ("authorization", "webhook"): "KubeletWebhookAuthorization",
+}
+
+
+def kubelet_config(stack_name: str) -> tuple[str, dict[str, Any]]:
+    settings, node = stack(stack_name)
+    text = render_kubelet_config(settings, node)
+    return text, yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_kubelet_config_has_only_v1_30_fields(stack_name: str) -> None:
+    text, config = kubelet_config(stack_name)
+    assert config["kind"] == "KubeletConfiguration"
+    assert config["apiVersion"] == "kubelet.config.k8s.io/v1beta1"
+    unknown = set(config) - {"apiVersion", "kind"} - set(FIELDS["KubeletConfiguration"])
+    assert not unknown
+    for keys, type_name in NESTED.items():
+        section: Any = config
+        for key in keys:
+            section = section.get(key, {})
+        assert isinstance(section, dict)
+        assert not set(section) - set(FIELDS[type_name]), (keys, section)
+    assert "runtimeCgroups" not in config
+    assert "runtimeCgroups" not in text
+
+
+def test_field_list_sanity() -> None:
+    # The property test above is only as good as the list: it must know the real fields.
+    for present in ("kubeReserved", "systemReserved", "enforceNodeAllocatable", "readOnlyPort"):
+        assert present in FIELDS["KubeletConfiguration"]
+    assert "runtimeCgroups" not in FIELDS["KubeletConfiguration"]
+
+
+def test_secure_mode() -> None:
+    _, config = kubelet_config("homelab")
+    assert config["authentication"]["anonymous"] == {"enabled": False}
+    assert config["authentication"]["webhook"]["enabled"] is True
+    assert config["authentication"]["x509"] == {"clientCAFile": "/var/lib/kubernetes/ca.pem"}
+    assert config["authorization"]["mode"] == "Webhook"
+    assert config["readOnlyPort"] == 0
+
+
+def test_permissive_mode() -> None:
+    _, config = kubelet_config("variant")
+    assert config["authentication"]["anonymous"] == {"enabled": True}
+    assert config["authentication"]["webhook"]["enabled"] is False
+    assert config["authorization"] == {"mode": "AlwaysAllow"}
+
+
+def test_kubelet_config_values() -> None:
+    _, config = kubelet_config("homelab")
+    assert config["podCIDR"] == "10.200.1.0/24"
+    assert config["clusterDNS"] == ["10.32.0.10"]
+    assert config["tlsCertFile"] == "/var/lib/kubelet/k8s-node1.pem"
+    assert config["tlsPrivateKeyFile"] == "/var/lib/kubelet/k8s-node1-key.pem"
+    assert config["systemReserved"] == {"cpu": "256m", "memory": "256Mi"}
+    assert config["kubeReserved"] == {"cpu": "1024m", "memory": "1024Mi"}
+    assert config["enforceNodeAllocatable"] == ["pods", "kube-reserved", "system-reserved"]
+    assert config["kubeletCgroups"] == "/kube.slice/kubelet.service"
+    assert config["cgroupDriver"] == "systemd"
+    assert "registerWithTaints" not in config
+    _, variant = kubelet_config("variant")
+    assert variant["kubeReserved"] == {"cpu": "512m", "memory": "768Mi"}
+    assert variant["registerWithTaints"] == [
+        {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
+    ]
+
+
+# --- systemd units --------------------------------------------------------------------------------
+
+
+def parse_unit(text: str) -> dict[str, dict[str, str]]:
+    """A systemd unit as {section: {key: value}}, continuation lines joined (last key wins)."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    logical = ""
+    for raw in text.splitlines():
+        if raw.endswith("\\"):
+            logical += raw[:-1]
+            continue
+        line, logical = (logical + raw).strip(), ""
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        assert current is not None, line
+        key, _, value = line.partition("=")
+        current[key] = value
+    return sections
+
+
+def test_parse_unit_joins_continuations() -> None:
+    assert parse_unit("[Service]\nExecStart=/bin/a \\\n  --b=1 \\\n  --c\nRestart=always\n") == {
+        "Service": {"ExecStart": "/bin/a   --b=1   --c", "Restart": "always"}
+    }
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_kubelet_unit_flags(stack_name: str) -> None:
+    settings, node = stack(stack_name)
+    service = parse_unit(systemd.unit_files(settings, node)[paths.KUBELET_UNIT])["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0] == "/usr/bin/kubelet"
+    assert "--runtime-cgroups=/kube.slice/containerd.service" in argv
+    assert "--hostname-override=k8s-node1" in argv
+    assert "--config=/var/lib/kubelet/kubelet-config.yaml" in argv
+    assert "--kubeconfig=/var/lib/kubelet/kubeconfig" in argv
+    assert service["Slice"] == "kube.slice"
+    assert service["ExecStartPre"] == "/usr/local/libexec/homelab-kubelet/prepare-cgroups kube.slice system.slice"
+    if stack_name == "variant":
+        assert "--node-labels=node-role.kubernetes.io/worker=,topology.kubernetes.io/zone=rack-1" in argv
+        assert "--max-pods=50" in argv
+        assert "--serialize-image-pulls=false" in argv
+
+
+# Hand-computed: shares = m*1024//1000 (at least 2), weight = 1 + ((shares-2)*9999)//262142.
+#   1024m: 1048576//1000 = 1048; (1046*9999)//262142 = 10458954//262142 = 39 -> 40
+#    256m:  262144//1000 =  262; ( 260*9999)//262142 =  2599740//262142 =  9 -> 10
+#    512m:  524288//1000 =  524; ( 522*9999)//262142 =  5219478//262142 = 19 -> 20
+#   1000m:               1024; (1022*9999)//262142 = 10218978//262142 = 38 -> 39
+#   2000m:               2048; (2046*9999)//262142 = 20457954//262142 = 78 -> 79
+#      1m:    1024//1000 = 1 -> 2 (minimum); weight 1 + 0 = 1
+# 262144000m (262144 CPUs): shares 268435456; weight 1 + 268435454*9999//262142 = 10240 (beyond
+#   cgroup v2's 10000, shown only to pin the formula)
+CPU_TABLE = [
+    (1024, 1048, 40),
+    (256, 262, 10),
+    (512, 524, 20),
+    (1000, 1024, 39),
+    (2000, 2048, 79),
+    (1, 2, 1),
+    (0, 2, 1),
+]
+
+
+@pytest.mark.parametrize(("millicores", "shares", "weight"), CPU_TABLE)
+def test_cpu_shares_and_weight(millicores: int, shares: int, weight: int) -> None:
+    assert cpu_shares(millicores) == shares
+    assert cpu_weight(millicores) == weight
+
+
+SLICES = [
+    # stack, slice, MemoryMax (bytes, by hand), CPUWeight (by hand, see CPU_TABLE)
+    ("homelab", "kube.slice", 1024 * 1024 * 1024, 40),
+    ("homelab", "system.slice", 256 * 1024 * 1024, 10),
+    ("variant", "kube.slice", 768 * 1024 * 1024, 20),
+    ("variant", "system.slice", 256 * 1024 * 1024, 10),
+]
+
+
+@pytest.mark.parametrize(("stack_name", "slice_name", "memory_max", "weight"), SLICES)
+def test_slice_limits_match_reservations(stack_name: str, slice_name: str, memory_max: int, weight: int) -> None:
+    settings, node = stack(stack_name)
+    text = systemd.unit_files(settings, node)[systemd.slice_path(slice_name)]
+    limits = parse_unit(text)["Slice"]
+    reservation = (
+        node.reservations.kube_reserved if slice_name == "kube.slice" else node.reservations.system_reserved
+    )
+    assert reservation.memory is not None and reservation.cpu is not None
+    assert int(limits["MemoryMax"]) == memory_max == to_bytes(reservation.memory)
+    assert int(limits["CPUWeight"]) == weight == cpu_weight(to_millicores(reservation.cpu))
+    assert limits["MemoryAccounting"] == "yes"
+    assert limits["CPUAccounting"] == "yes"
+
+
+def test_slice_paths() -> None:
+    assert systemd.slice_path("kube.slice") == "/etc/systemd/system/kube.slice"
+    assert systemd.slice_path("system.slice") == "/etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf"
+
+
+def test_unenforced_slice_has_no_limits() -> None:
+    raw = homelab_config()
+    raw["reservations"]["enforceNodeAllocatable"] = ["pods"]
+    settings = parse_settings(raw)
+    units = systemd.unit_files(settings, settings.node(NODE))
+    for slice_name in ("kube.slice", "system.slice"):
+        assert parse_unit(units[systemd.slice_path(slice_name)])["Slice"] == {}
+
+
+def test_containerd_dropin_puts_containerd_in_kube_slice() -> None:
+    settings, node = stack("homelab")
+    assert parse_unit(systemd.unit_files(settings, node)[paths.CONTAINERD_DROPIN]) == {
+        "Service": {"Slice": "kube.slice"}
+    }
+
+
+# --- kubeconfig -------------------------------------------------------------------------------
+
+
+def test_kubeconfig_embeds_the_pems() -> None:
+    config = yaml.safe_load(rendered_files(*stack("homelab"))["kubeconfig"])
+    cluster = config["clusters"][0]["cluster"]
+    user = config["users"][0]
+    assert cluster["server"] == "https://k8s-master:6443"
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == DUMMY_CA
+    assert base64.b64decode(user["user"]["client-certificate-data"]).decode() == DUMMY_CERT
+    assert base64.b64decode(user["user"]["client-key-data"]).decode() == DUMMY_KEY
+    assert user["name"] == "system:node:k8s-node1"
+    assert config["current-context"] == "default"
+    assert config["contexts"][0]["context"] == {"cluster": "kubernetes", "user": "system:node:k8s-node1"}
+
+
+# --- quantities -------------------------------------------------------------------------------
+
+QUANTITIES = [
+    # text, value in base units, bytes (rounded up), millicores (rounded up)
+    ("256Mi", Decimal(268435456), 268435456, 268435456000),
+    ("1Gi", Decimal(1073741824), 1073741824, 1073741824000),
+    ("1.5Gi", Decimal(1610612736), 1610612736, 1610612736000),
+    ("100M", Decimal(100000000), 100000000, 100000000000),
+    ("1k", Decimal(1000), 1000, 1000000),
+    ("1Ki", Decimal(1024), 1024, 1024000),
+    ("500m", Decimal("0.5"), 1, 500),
+    ("1024m", Decimal("1.024"), 2, 1024),
+    ("1", Decimal(1), 1, 1000),
+    ("0.5", Decimal("0.5"), 1, 500),
+    ("2.5m", Decimal("0.0025"), 1, 3),
+    ("0", Decimal(0), 0, 0),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "as_bytes", "millicores"), QUANTITIES)
+def test_quantities(text: str, value: Decimal, as_bytes: int, millicores: int) -> None:
+    assert parse_quantity(text) == value
+    assert to_bytes(text) == as_bytes
+    assert to_millicores(text) == millicores
+
+
+@pytest.mark.parametrize("text", ["256MB", "1mi", "1KI", "-1", "", "Mi", ".5", "1.", " 1Mi", "1 Mi", "1e3"])
+def test_malformed_quantities(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
+        parse_quantity(text)
+
+
+# --- bundle -----------------------------------------------------------------------------------
+
+
+def test_bundle_roundtrip() -> None:
+    files = [
+        NodeFile("/etc/a.conf", "0644", "line 1\nline 2\n"),
+        NodeFile("/var/lib/kubelet/key.pem", "0600", DUMMY_KEY),
+        NodeFile("/etc/empty-lines", "0644", "\n\nx\n\n"),
+        NodeFile("/etc/spaces", "0755", "  leading and trailing  \n\ttab\n"),
+    ]
+    bundle = pack(files)
+    assert unpack(bundle) == files
+    assert bundle.count(FILE_MARKER) == 4
+    assert bundle.count(END_MARKER) == 4
+
+
+def test_bundle_adds_a_final_newline() -> None:
+    assert unpack(pack([NodeFile("/etc/x", "0644", "no newline")])) == [NodeFile("/etc/x", "0644", "no newline\n")]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [f"{FILE_MARKER} /etc/evil 0644\n", f"ok\n{END_MARKER}\n", "@@@ homelab-kubelet anything\n"],
+    ids=["file marker", "end marker", "any marker prefix"],
+)
+def test_bundle_rejects_marker_lines(content: str) -> None:
+    with pytest.raises(ValueError, match="marker"):
+        pack([NodeFile("/etc/x", "0644", content)])
+
+
+@pytest.mark.parametrize("path", ["etc/x", "/etc/with space"])
+def test_bundle_rejects_bad_paths(path: str) -> None:
+    with pytest.raises(ValueError, match="absolute and without spaces"):
+        pack([NodeFile(path, "0644", "x\n")])
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [f"{FILE_MARKER} /etc/x 0644\nx\n", "stray\n", f"{END_MARKER}\n"],
+    ids=["no end marker", "data outside a file", "end without file"],
+)
+def test_unpack_rejects_malformed_bundles(bundle: str) -> None:
+    with pytest.raises(ValueError):
+        unpack(bundle)
+
+
+# --- command lines ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_no_private_key_in_any_command_line(stack_name: str) -> None:
+    settings, node = stack(stack_name)
+    kubeconfig = rendered_files(settings, node)["kubeconfig"]
+    bundle = node_scripts.credentials_bundle(
+        node, ca_cert_pem=DUMMY_CA, cert_pem=DUMMY_CERT, key_pem=DUMMY_KEY, kubeconfig=kubeconfig
+    )
+    assert "PRIVATE KEY" in bundle  # the key is there, on stdin
+    lines = command_lines(settings, node)
+    assert len(lines) == 9
+    for name, line in lines.items():
+        assert "PRIVATE KEY" not in line, name
+        assert "RFVNTVktTk9ERS1LRVk" not in line, name
+
+
+def test_credentials_bundle_modes() -> None:
+    _, node = stack("homelab")
+    bundle = node_scripts.credentials_bundle(
+        node, ca_cert_pem=DUMMY_CA, cert_pem=DUMMY_CERT, key_pem=DUMMY_KEY, kubeconfig="apiVersion: v1\n"
+    )
+    assert [(file.path, file.mode) for file in unpack(bundle)] == [
+        ("/var/lib/kubernetes/ca.pem", "0644"),
+        ("/var/lib/kubelet/k8s-node1.pem", "0644"),
+        ("/var/lib/kubelet/k8s-node1-key.pem", "0600"),
+        ("/var/lib/kubelet/kubeconfig", "0600"),
+    ]
+
+
+def test_sudo_command_lines() -> None:
+    lines = command_lines(*stack("variant"))
+    for name, line in lines.items():
+        first, second = line.splitlines()[:2]
+        assert first.startswith("sudo -n true 2>/dev/null || { echo "), name
+        assert "kube ALL=(ALL) NOPASSWD: ALL" in first, name
+        assert first.endswith("exit 1; }"), name
+        assert second == "sudo -n bash -c \"$(cat <<'HOMELAB_KUBELET_SCRIPT'", name
+
+
+def test_root_command_lines() -> None:
+    lines = command_lines(*stack("homelab"))
+    for name, line in lines.items():
+        assert line.splitlines()[0] == "bash -c \"$(cat <<'HOMELAB_KUBELET_SCRIPT'", name
+        assert "sudo" not in line, name
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_scripts_fit_in_one_argument(stack_name: str) -> None:
+    # `bash -c "$script"` hands the script as one argv string: Linux caps one at
+    # MAX_ARG_STRLEN = 32 pages = 131072 bytes ("Argument list too long" beyond).
+    for name, line in command_lines(*stack(stack_name)).items():
+        assert len(line.encode()) < 131072, name
+
+
+def test_command_line_refuses_the_terminator() -> None:
+    _, node = stack("homelab")
+    with pytest.raises(ValueError, match="terminator"):
+        node_scripts.command_line("echo HOMELAB_KUBELET_SCRIPT\n", node)
+
+
+# --- allocatable ------------------------------------------------------------------------------
+
+GI = 2**30
+
+
+def test_allocatable_homelab_4_cpus_8gi() -> None:
+    settings, _ = stack("homelab")
+    result = allocatable(settings.reservations, 4, 8 * GI)
+    # 4000 - 256 - 1024 = 2720; 8192 - 256 - 1024 - 100 = 6812
+    assert result["cpu"] == "2720m"
+    assert result["memory"] == "6812Mi"
+    assert result["cpuFormula"] == "4000m - 256m - 1024m = 2720m"
+    assert result["memoryFormula"] == "8192Mi - 256Mi - 1024Mi - 100Mi = 6812Mi"
+
+
+def test_allocatable_percentage_eviction() -> None:
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.available": "5%"}
+    settings = parse_settings(raw)
+    result = allocatable(settings.reservations, 2, 4 * GI)
+    # cpu 2000 - 256 - 1024 = 720; memory 4096 - 256 - 1024 - 204.8 = 2611.2 -> 2611Mi
+    assert result["cpu"] == "720m"
+    assert result["memory"] == "2611Mi"
+
+
+def test_allocatable_never_negative() -> None:
+    settings, _ = stack("homelab")
+    result = allocatable(settings.reservations, 1, GI)
+    # cpu 1000 - 1280 < 0; memory 1024 - 1380 < 0
+    assert (result["cpu"], result["memory"]) == ("0m", "0Mi")
+
+
+def test_allocatable_variant_override() -> None:
+    _, node = stack("variant")
+    result = allocatable(node.reservations, 4, 8 * GI)
+    # 4000 - 256 - 512 = 3232; 8192 - 256 - 768 - 100 = 7068
+    assert (result["cpu"], result["memory"]) == ("3232m", "7068Mi")
