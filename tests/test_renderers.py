@@ -58,7 +58,8 @@ def variant_config() -> dict[str, Any]:
     raw["kubelet"]["authMode"] = "permissive"
     raw["pki"].update(algorithm="RSA", rsaBits=4096)
     raw["nodes"][1].update(
-        labels={"node-role.kubernetes.io/worker": "", "topology.kubernetes.io/zone": "rack-1"},
+        # No node-role.kubernetes.io/*: the kubelet refuses such --node-labels (see test_settings).
+        labels={"example.com/gpu": "", "topology.kubernetes.io/zone": "rack-1"},
         taints=[
             {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
             {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
@@ -291,7 +292,7 @@ def test_kubelet_unit_flags(stack_name: str) -> None:
     assert service["Slice"] == "kube.slice"
     assert service["ExecStartPre"] == "/usr/local/libexec/homelab-kubelet/prepare-cgroups kube.slice system.slice"
     if stack_name == "variant":
-        assert "--node-labels=node-role.kubernetes.io/worker=,topology.kubernetes.io/zone=rack-1" in argv
+        assert "--node-labels=example.com/gpu=,topology.kubernetes.io/zone=rack-1" in argv
         assert "--max-pods=50" in argv
         assert "--serialize-image-pulls=false" in argv
 

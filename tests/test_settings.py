@@ -449,6 +449,33 @@ def test_trailing_newline_is_rejected(section: str, index: int | None, key: str,
     assert any(problem.startswith(f"{path}: ") for problem in _errors(raw))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py bug: labels in the kubernetes.io/k8s.io namespaces outside the kubelet's allowed set "
+    "(node-role.kubernetes.io/worker) pass, but the kubelet exits at start: \"unknown 'kubernetes.io' or "
+    "'k8s.io' labels specified with --node-labels\" (ValidateKubeletFlags)",
+)
+@pytest.mark.parametrize("key", ["node-role.kubernetes.io/worker", "kubernetes.io/role", "example.k8s.io/x"])
+def test_labels_the_kubelet_refuses_are_rejected(key: str) -> None:
+    raw = homelab_config()
+    raw["nodes"][1]["labels"] = {key: ""}
+    assert any(problem.startswith("nodes[1].labels") and repr(key) in problem for problem in _errors(raw))
+
+
+def test_labels_the_kubelet_accepts() -> None:
+    raw = homelab_config()
+    labels = {
+        "node.kubernetes.io/pool": "a",
+        "kubelet.kubernetes.io/x": "b",
+        "topology.kubernetes.io/zone": "rack-1",
+        "kubernetes.io/arch": "arm64",
+        "example.com/gpu": "",
+        "plain": "yes",
+    }
+    raw["nodes"][1]["labels"] = labels
+    assert parse_settings(raw).nodes[1].labels == labels
+
+
 @pytest.mark.xfail(strict=True, reason="settings.py bug: a quantity with a trailing newline passes (`$` anchor)")
 def test_quantity_with_trailing_newline_is_rejected() -> None:
     raw = homelab_config()
