@@ -57,7 +57,7 @@ def _shellcheck() -> str:
 SCRIPT_CASES = [(name, step) for name in STACKS for step in command_lines(*stack(name))]
 # Known findings in rendered scripts, per step (both stacks); see the report in the xfail reason.
 SHELLCHECK_XFAIL = {
-    "start-kubelet.create": "node_scripts/hints: SC2016 (info) x17 on HINT_TEXTS: the catalogue's hint texts "
+    "start-kubelet.create": "node_scripts/hints: SC2016 (info), once per backtick span in HINT_TEXTS: the catalogue's hint texts "
     "hold backticks (`systemctl cat kubelet`) inside single quotes; they are literal on purpose, so "
     "render_script should put `# shellcheck disable=SC2016` before that assignment",
 }
@@ -99,7 +99,7 @@ def test_shellcheck_catches_a_problem() -> None:
 
 
 def test_extract_script_matches_what_real_shells_hand_to_bash(tmp_path: Path) -> None:
-    """Run each command line under dash and bash with stand-in bash/sudo that capture `-c SCRIPT`."""
+    """Run each command line under sh (dash) and bash with stand-in bash/sudo that capture `-c SCRIPT`."""
     fake = tmp_path / "bin"
     fake.mkdir()
     # Stand-in for bash: records the script instead of running it.
@@ -113,7 +113,7 @@ def test_extract_script_matches_what_real_shells_hand_to_bash(tmp_path: Path) ->
     checked = 0
     for name in STACKS:
         for step, line in command_lines(*stack(name)).items():
-            for shell in ("/bin/dash", "/bin/bash"):
+            for shell in ("/bin/sh", "/bin/bash"):  # /bin/sh is dash on Debian
                 capture.unlink(missing_ok=True)
                 subprocess.run([shell, "-c", line], env=env, check=True)
                 # Command substitution drops the trailing newline.
@@ -483,3 +483,43 @@ def test_configure_leaves_containerd_config_alone_when_default_fails(tmp_path: P
     result, config, _ = run_configure(tmp_path, default_fails=True)
     assert result.returncode != 0
     assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
+
+
+def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
+    configured, config, calls = run_configure(tmp_path, default_fails=False)
+    assert configured.returncode == 0, configured.stderr
+    dropin = tmp_path / "containerd.service.d" / "10-slice.conf"
+    dropin.parent.mkdir(exist_ok=True)
+    dropin.write_text("[Service]\nSlice=kube.slice\n")
+    _, node = stack("homelab")
+    script = node_scripts.render_script(
+        "unconfigure",
+        node,
+        {"FILES": [str(dropin)], "STATE_DIR": str(tmp_path / "state"), "CONTAINERD_DROPIN": str(dropin),
+         "CONTAINERD_CONFIG": str(config)},
+        "unconfigure.sh",
+    )
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=False,
+        env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
+    assert not dropin.exists() and not dropin.parent.exists()
+    assert not (tmp_path / "state").exists()
+    assert calls.read_text().splitlines()[-1] == "systemctl restart containerd.service"
+
+
+def test_preflight_collects_every_error_without_a_shell_error() -> None:
+    # Run on this machine with an arch no machine has, so at least that check fails everywhere.
+    settings, node = stack("homelab")
+    create = node_scripts.preflight(settings, node).create
+    script = extract_script(create).replace("EXPECTED_ARCH=arm64\n", "EXPECTED_ARCH=no-such-arch\n", 1)
+    assert "EXPECTED_ARCH=no-such-arch\n" in script
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""  # no facts JSON when a check fails
+    lines = result.stderr.splitlines()
+    assert any("preflight: arch: the node is" in line and "arch: no-such-arch" in line for line in lines)
+    for line in lines:
+        assert line.startswith(("ERROR [k8s-node1] preflight: ", "[k8s-node1] warning: ")), line
