@@ -35,6 +35,9 @@ def _script_text(name: str) -> str:
 
 
 def _assignment(name: str, value: Value) -> str:
+    if name == "HINT_TEXTS":
+        # The hint texts quote commands in backticks; they are literal text, never expanded.
+        return "# shellcheck disable=SC2016\n" + _assignment("_", value).replace("_=", f"{name}=", 1)
     if isinstance(value, bool):
         return f"{name}={'true' if value else 'false'}"
     if isinstance(value, int):

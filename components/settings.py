@@ -49,7 +49,7 @@ class _Model(BaseModel):
 
 
 def _quantity(value: str) -> str:
-    if not QUANTITY_PATTERN.match(value):
+    if not QUANTITY_PATTERN.fullmatch(value):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (examples: 256Mi, 1Gi, 500m)")
     return value
 
@@ -69,7 +69,7 @@ _FLAG_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid node name (lowercase letters, digits, '-' and '.')"
         )
@@ -88,7 +88,7 @@ def _host(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if len(value) > 253 or not _HOSTNAME.match(value):
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
         raise ValueError(f"{value!r} is neither an IP address nor a hostname")
     return value
 
@@ -102,8 +102,35 @@ def _cidr(value: str) -> str:
 
 def _label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
-    if (prefix and not _DNS_SUBDOMAIN.match(prefix)) or not _LABEL_NAME.match(name):
+    if (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)) or not _LABEL_NAME.fullmatch(name):
         raise ValueError(f"{key!r} is not a valid label or taint key")
+    return key
+
+
+# The kubelet refuses (and exits on) --node-labels in the kubernetes.io / k8s.io namespaces,
+# except these and the kubelet.kubernetes.io / node.kubernetes.io prefixes (ValidateKubeletFlags).
+_KUBELET_LABELS = frozenset(
+    {
+        "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+        "beta.kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type", "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+    }
+)
+
+
+def _kubelet_may_set(key: str) -> str:
+    prefix = key.rpartition("/")[0]
+    reserved = any(prefix == ns or prefix.endswith("." + ns) for ns in ("kubernetes.io", "k8s.io"))
+    allowed = key in _KUBELET_LABELS or any(
+        prefix == ns or prefix.endswith("." + ns) for ns in ("kubelet.kubernetes.io", "node.kubernetes.io")
+    )
+    if reserved and not allowed:
+        raise ValueError(
+            f"{key!r}: the kubelet refuses to set labels in the kubernetes.io/k8s.io namespaces "
+            "(it exits at start); set such labels through the API server instead"
+        )
     return key
 
 
@@ -118,7 +145,9 @@ Arch = Literal["amd64", "arm64"]
 
 
 def _strict_int(value: Any) -> Any:
-    # Pulumi hands numbers from YAML as ints or floats; accept 22 and 22.0, reject 22.5 / "22".
+    # Pulumi hands numbers from YAML as ints or floats; accept 22 and 22.0, reject 22.5, "22", true.
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(f"{value!r} is not a number")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -140,21 +169,21 @@ class KubernetesSettings(_Model):
     @field_validator("version", mode="before")
     @classmethod
     def _version_has_v(cls, value: Any) -> Any:
-        if isinstance(value, str) and re.match(r"^\d+\.\d+\.\d+$", value):
+        if isinstance(value, str) and re.fullmatch(r"\d+\.\d+\.\d+", value):
             raise ValueError(f"{value!r} needs a leading 'v' (v{value}), as in the release URLs")
         return value
 
     @field_validator("download_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", value):
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
 
     @field_validator("api_server")
     @classmethod
     def _https_url(cls, value: str) -> str:
-        if not re.match(r"^https://[^\s/]+(:\d+)?/?$", value):
+        if not re.fullmatch(r"https://[^\s/:]+(:\d+)?/?", value):
             raise ValueError(f"{value!r} is not an https://host[:port] URL")
         return value.rstrip("/")
 
@@ -166,7 +195,7 @@ class KubernetesSettings(_Model):
     @field_validator("container_runtime_endpoint")
     @classmethod
     def _unix_socket(cls, value: str) -> str:
-        if not re.match(r"^unix:///[^\s]+$", value):
+        if not re.fullmatch(r"unix:///[^\s]+", value):
             raise ValueError(f"{value!r} is not a unix:///path/to/socket endpoint")
         return value
 
@@ -264,7 +293,7 @@ class Reservations(_Model):
     @classmethod
     def _thresholds(cls, value: dict[str, str]) -> dict[str, str]:
         for signal, threshold in value.items():
-            if not (re.match(r"^\d{1,2}(\.\d+)?%$", threshold) or QUANTITY_PATTERN.match(threshold)):
+            if not (re.fullmatch(r"\d{1,2}(\.\d+)?%", threshold) or QUANTITY_PATTERN.fullmatch(threshold)):
                 raise ValueError(
                     f"{signal}: {threshold!r} is neither a quantity (100Mi) nor a percentage (10%)"
                 )
@@ -274,7 +303,10 @@ class Reservations(_Model):
     def _enforcement_is_coherent(self) -> Reservations:
         enforced = set(self.enforce_node_allocatable)
         if "none" in enforced and len(enforced) > 1:
-            raise ValueError("enforceNodeAllocatable: 'none' cannot be combined with other values")
+            raise ValueError(
+                "enforceNodeAllocatable: 'none' cannot be combined with other values "
+                f"(got {list(self.enforce_node_allocatable)})"
+            )
         if len(enforced) != len(self.enforce_node_allocatable):
             raise ValueError(
                 f"enforceNodeAllocatable: duplicate entries in {list(self.enforce_node_allocatable)}"
@@ -377,7 +409,7 @@ class Taint(_Model):
     @field_validator("value")
     @classmethod
     def _value(cls, value: str) -> str:
-        if not _LABEL_VALUE.match(value):
+        if not _LABEL_VALUE.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid taint value")
         return value
 
@@ -413,7 +445,8 @@ class NodeConfig(_Model):
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key, label in value.items():
             _label_key(key)
-            if not _LABEL_VALUE.match(label):
+            _kubelet_may_set(key)
+            if not _LABEL_VALUE.fullmatch(label):
                 raise ValueError(f"label {key}: {label!r} is not a valid label value")
         return value
 
@@ -421,8 +454,11 @@ class NodeConfig(_Model):
     @classmethod
     def _extra_args(cls, value: dict[str, str]) -> dict[str, str]:
         for flag in value:
-            if flag.startswith("-") or not _FLAG_NAME.match(flag):
-                raise ValueError(f"{flag!r}: write kubelet flag names without dashes, e.g. max-pods")
+            if flag.startswith("-") or not _FLAG_NAME.fullmatch(flag):
+                raise ValueError(
+                    f"{flag!r}: write kubelet flag names as on the command line without the leading "
+                    "dashes, lowercase with '-', e.g. max-pods"
+                )
             if flag in MANAGED_FLAGS:
                 raise ValueError(f"{flag!r} is set by the program and cannot be overridden")
         return value
@@ -503,8 +539,14 @@ def _location(prefix: str, loc: tuple[int | str, ...]) -> str:
 
 def _describe(errors: ValidationError, prefix: str) -> list[str]:
     messages = []
-    for error in errors.errors():
-        loc = tuple(part for part in error["loc"] if not str(part).startswith("function-after"))
+    all_errors = errors.errors()
+    item_error_fields = {error["loc"][:1] for error in all_errors if len(error["loc"]) > 1}
+    for error in all_errors:
+        loc = tuple(
+            part for part in error["loc"] if not str(part).startswith("function-after") and part != "[key]"
+        )
+        if error["type"] == "too_short" and error["loc"][:1] in item_error_fields:
+            continue  # the bad item is reported; "too short after validation" would only confuse
         where = _location(prefix, loc)
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":

@@ -56,11 +56,7 @@ def _shellcheck() -> str:
 
 SCRIPT_CASES = [(name, step) for name in STACKS for step in command_lines(*stack(name))]
 # Known findings in rendered scripts, per step (both stacks); see the report in the xfail reason.
-SHELLCHECK_XFAIL = {
-    "start-kubelet.create": "node_scripts/hints: SC2016 (info), once per backtick span in HINT_TEXTS: the catalogue's hint texts "
-    "hold backticks (`systemctl cat kubelet`) inside single quotes; they are literal on purpose, so "
-    "render_script should put `# shellcheck disable=SC2016` before that assignment",
-}
+SHELLCHECK_XFAIL: dict[str, str] = {}
 
 
 def _script_params() -> list[object]:
@@ -473,12 +469,6 @@ def test_configure_sets_systemd_cgroup_and_keeps_the_original(tmp_path: Path) ->
     assert "systemctl restart containerd.service" in calls.read_text().splitlines()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="configure.sh bug: `containerd config default | sed | install_file` installs whatever the pipe "
-    "delivered (here: nothing) before pipefail stops the script, so a failing `containerd config default` "
-    "replaces /etc/containerd/config.toml with an empty file",
-)
 def test_configure_leaves_containerd_config_alone_when_default_fails(tmp_path: Path) -> None:
     result, config, _ = run_configure(tmp_path, default_fails=True)
     assert result.returncode != 0

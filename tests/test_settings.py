@@ -7,7 +7,7 @@ several keys of one section (model validators), `  - <parent>: <leaf>` (for exam
 `pki: earlyRenewalHours (100) must be below ...`). A missing key or an empty list has no value
 to quote; those cases check the path and that the message says what is required.
 
-Known bugs in components/settings.py are strict xfails, so they turn into failures once fixed.
+Cases that once exposed bugs in components/settings.py stay here as regression tests.
 """
 
 from __future__ import annotations
@@ -382,22 +382,12 @@ def test_overlaps_are_reported_against_every_other_node() -> None:
 # --- known bugs in components/settings.py -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: a single bad clusterDNS entry also yields a spurious "
-    "'kubernetes.clusterDNS: Tuple should have at least 1 item after validation, not 0' line",
-)
 def test_one_bad_cluster_dns_entry_is_one_problem() -> None:
     raw = homelab_config()
     raw["kubernetes"]["clusterDNS"] = ["10.32.0.300"]
     assert _errors(raw) == ["kubernetes.clusterDNS[0]: '10.32.0.300' is not an IP address"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: an unknown evictionHard signal is reported at "
-    "'reservations.evictionHard.memory.avail.[key]' (pydantic's [key] loc leaks into the path)",
-)
 def test_unknown_eviction_signal_path() -> None:
     raw = homelab_config()
     raw["reservations"]["evictionHard"] = {"memory.avail": "100Mi"}
@@ -406,21 +396,12 @@ def test_unknown_eviction_signal_path() -> None:
     assert not any("[key]" in problem for problem in problems), problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: \"'none' cannot be combined\" does not quote the configured list",
-)
 def test_none_combined_quotes_the_list() -> None:
     raw = homelab_config()
     raw["reservations"]["enforceNodeAllocatable"] = ["none", "pods"]
     assert any("['none', 'pods']" in problem for problem in _errors(raw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: _strict_int says it rejects \"22\", but pydantic's lax int "
-    "mode then accepts the string (and true as port 1)",
-)
 @pytest.mark.parametrize("port", ["2222", True], ids=["string", "bool"])
 def test_port_must_be_a_number(port: object) -> None:
     raw = homelab_config()
@@ -428,10 +409,6 @@ def test_port_must_be_a_number(port: object) -> None:
     assert any(problem.startswith("nodes[1].port: ") for problem in _errors(raw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: patterns anchored with `$` (re.match) accept a trailing newline",
-)
 @pytest.mark.parametrize(
     ("section", "index", "key", "value", "path"),
     [
@@ -449,12 +426,6 @@ def test_trailing_newline_is_rejected(section: str, index: int | None, key: str,
     assert any(problem.startswith(f"{path}: ") for problem in _errors(raw))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py bug: labels in the kubernetes.io/k8s.io namespaces outside the kubelet's allowed set "
-    "(node-role.kubernetes.io/worker) pass, but the kubelet exits at start: \"unknown 'kubernetes.io' or "
-    "'k8s.io' labels specified with --node-labels\" (ValidateKubeletFlags)",
-)
 @pytest.mark.parametrize("key", ["node-role.kubernetes.io/worker", "kubernetes.io/role", "example.k8s.io/x"])
 def test_labels_the_kubelet_refuses_are_rejected(key: str) -> None:
     raw = homelab_config()
@@ -476,7 +447,6 @@ def test_labels_the_kubelet_accepts() -> None:
     assert parse_settings(raw).nodes[1].labels == labels
 
 
-@pytest.mark.xfail(strict=True, reason="settings.py bug: a quantity with a trailing newline passes (`$` anchor)")
 def test_quantity_with_trailing_newline_is_rejected() -> None:
     raw = homelab_config()
     raw["reservations"]["systemReserved"]["memory"] = "256Mi\n"

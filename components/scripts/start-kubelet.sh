@@ -3,7 +3,7 @@
 # error, so also watch the restart counter over a settle window and the journal for F-lines.
 
 systemctl daemon-reload
-systemctl enable kubelet.service 2>/dev/null
+systemctl enable --quiet kubelet.service || fail "systemctl enable kubelet.service failed"
 started=$(date +%s)
 systemctl restart kubelet.service
 log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"

@@ -7,6 +7,7 @@ HEALTH_TIMEOUT=180
 SETTLE_SECONDS=15
 JOURNAL_LINES=40
 HINT_PATTERNS=('(?:Failed to enforce (?:Kube|System) Reserved Cgroup Limits on .*cgroup does not exist)' '(?:memory\.limit_in_bytes.*device or resource busy)' '(?:node \\?"[^"\\]+\\?" is not allowed to modify node)' '(?:no client provided, cannot use webhook (?:authentication|authorization))' '(?:dial unix \S+: connect: (?:no such file or directory|connection refused))' '(?:unknown service runtime\.v1\.RuntimeService)' '(?:invalid kubeconfig: stat \S+: no such file or directory)|(?:unable to read client-(?:cert|key) \S+)' '(?:running with swap on is not supported)' '(?:kubelet cgroup driver: \\?"\w+\\?" is different from docker cgroup driver)|(?:expected cgroupsPath to be of format \\*"slice:prefix:name\\*" for systemd cgroups)' '(?:pod cidr not assigned)' '(?:open \S*resolv\.conf: no such file or directory)' '(?:cni config uninitialized)|(?:cni plugin not initialized)|(?:no networks found in /etc/cni/net\.d)' '(?:strict decoding (?:failed|error).*unknown field)')
+# shellcheck disable=SC2016
 HINT_TEXTS=('hint: Reserved cgroup (kube.slice / system.slice) does not exist
     cause: enforceNodeAllocatable contains kube-reserved or system-reserved, and the kubelet only applies limits to a cgroup that already exists. On cgroup v1 the slice must exist in every hierarchy the kubelet checks (cpu,cpuacct, cpuset, memory, pids, systemd, and hugetlb when mounted). systemd creates a slice'"'"'s directories only while a unit runs in it, and never in the cpuset and hugetlb hierarchies, so kube.slice (and system.slice under cpuset/hugetlb) is missing. On cgroup v2 the slice must exist in /sys/fs/cgroup and list cpu, cpuset, memory, pids (and hugetlb when the kernel has it) in its cgroup.controllers.
     fix: The ExecStartPre of /etc/systemd/system/kubelet.service creates the slice directories before every start: check it is there and ran (`systemctl cat kubelet`, `ls -d /sys/fs/cgroup/*/kube.slice /sys/fs/cgroup/*/system.slice`). To see exactly which directories the kubelet misses, start it once with `--v=4` and look for "has some missing paths". The slice names come from `reservations.kubeReservedCgroup` and `reservations.systemReservedCgroup`. On cgroup v2, enable the missing controllers in /sys/fs/cgroup/cgroup.subtree_control. Alternatively drop kube-reserved / system-reserved from `reservations.enforceNodeAllocatable`: the reservation still lowers the node'"'"'s allocatable, it is just not enforced as a cgroup limit.' 'hint: Reserved memory limit is below what the slice already uses (device or resource busy)
@@ -103,7 +104,7 @@ cgroup_version() {
 # error, so also watch the restart counter over a settle window and the journal for F-lines.
 
 systemctl daemon-reload
-systemctl enable kubelet.service 2>/dev/null
+systemctl enable --quiet kubelet.service || fail "systemctl enable kubelet.service failed"
 started=$(date +%s)
 systemctl restart kubelet.service
 log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"

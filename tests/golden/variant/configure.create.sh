@@ -92,7 +92,9 @@ if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ] &&
     cp -p "$CONTAINERD_CONFIG" "$STATE_DIR/containerd-config.toml.orig"
   fi
   touch "$STATE_DIR/containerd-config-managed"
-  containerd config default | sed -E 's/^(\s*SystemdCgroup\s*=\s*)false/\1true/' |
+  # Generate first: a failing generator must not leave an empty config.toml behind.
+  default_config=$(containerd config default) || fail "containerd config default failed; cannot set SystemdCgroup"
+  printf '%s\n' "$default_config" | sed -E 's/^(\s*SystemdCgroup\s*=\s*)false/\1true/' |
     install_file "$CONTAINERD_CONFIG" 0644
   containerd_changed=true
 fi
