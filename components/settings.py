@@ -146,7 +146,7 @@ Arch = Literal["amd64", "arm64"]
 
 def _strict_int(value: Any) -> Any:
     # Pulumi hands numbers from YAML as ints or floats; accept 22 and 22.0, reject 22.5, "22", true.
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         raise ValueError(f"{value!r} is not a number")
     if isinstance(value, float) and value.is_integer():
         return int(value)
