@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -142,6 +143,8 @@ def ssh_argv(name: str, user: str = "root", info: LabInfo | None = None, tty: bo
         "-o", f"UserKnownHostsFile={paths.known_hosts_path()}", "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
         "-o", "ServerAliveInterval=15",
+        # One multiplexed connection per node and user: a new SSH handshake costs seconds under TCG.
+        "-o", "ControlMaster=auto", "-o", f"ControlPath={paths.lab_dir()}/ssh-%p-%r", "-o", "ControlPersist=60",
         *(["-t"] if tty else []),
         f"{user}@127.0.0.1",
     ]
@@ -172,23 +175,26 @@ def _write_known_hosts(nodes: list[Node]) -> None:
     paths.known_hosts_path().write_text("\n".join(lines) + "\n")
 
 
+_FACT_KEY = re.compile(r"LAB-HOSTKEY (ssh-[a-z0-9-]+) ([A-Za-z0-9+/]+=*)")
+_FACT_MID = re.compile(r"LAB-MACHINEID ([0-9a-f]{32})")
+
+
 def _console_facts(console: Path) -> tuple[list[str], str, bool]:
+    """The host keys, machine-id and first-boot flag the VM printed on its serial console."""
     try:
         text = console.read_text(errors="replace")
     except OSError:
         return [], "", False
-    keys, mid, done = [], "", False
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("LAB-HOSTKEY "):
-            k = " ".join(line.split()[1:3])
-            if k not in keys:
-                keys.append(k)
-        elif line.startswith("LAB-MACHINEID "):
-            mid = line.split()[1] if len(line.split()) > 1 else ""
-        elif line.startswith("LAB-FIRSTBOOT-DONE"):
-            done = True
-    return keys, mid, done
+    keys: list[str] = []
+    for kind, b64 in _FACT_KEY.findall(text):
+        try:
+            blob = base64.b64decode(b64, validate=True)
+        except ValueError:
+            continue
+        if kind.encode() in blob and f"{kind} {b64}" not in keys:
+            keys.append(f"{kind} {b64}")
+    mids = _FACT_MID.findall(text)
+    return keys, (mids[-1] if mids else ""), ("LAB-FIRSTBOOT-DONE" in text and bool(keys))
 
 
 # ---------------------------------------------------------------- up / down / status
@@ -200,7 +206,16 @@ def _alive(info: LabInfo) -> bool:
     )
 
 
+def _close_ssh_masters() -> None:
+    for name, _port in paths.NODES:
+        for user in ("root", "kube"):
+            a = ssh_argv(name, user)
+            if Path(f"{paths.lab_dir()}/ssh-{paths.SSH_PORTS[name]}-{user}").exists():
+                subprocess.run([a[0], "-O", "exit", *a[1:]], capture_output=True, timeout=30)
+
+
 def _stop(info: LabInfo | None, progress: paths.Progress) -> None:
+    _close_ssh_masters()
     if info is None:
         return
     for n in info.nodes:
@@ -221,12 +236,18 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo
     with _locked():
         state = _load_state()
         if state is not None and _alive(state):
-            if state.cgroup == cgroup and all(ssh(n.name, "true", timeout=60).returncode == 0 for n in state.nodes):
+            if state.image != image_mod.current().recipe_hash:
+                progress("lab runs an older image; restarting it")
+            elif state.cgroup != cgroup:
+                progress(f"lab is up in cgroup {state.cgroup} mode; restarting it in {cgroup}")
+            elif all(ssh(n.name, "true", timeout=60).returncode == 0 for n in state.nodes):
                 mirror.sync(log=progress)
                 progress(f"lab already up (cgroup {cgroup}); nothing to do")
                 return state
-            progress(f"lab is up in cgroup {state.cgroup} mode; restarting it in {cgroup}"
-                     if state.cgroup != cgroup else "lab is up but not healthy; restarting it")
+            else:
+                progress("lab is up but a node does not answer SSH; restarting it")
+        elif state is not None:
+            progress("lab is partly down; stopping what is left and starting again")
         _stop(state, progress)
         paths.state_path().unlink(missing_ok=True)
         return _boot(cgroup, progress, timeout)

@@ -138,11 +138,12 @@ def start(root: Path | None = None, port: int = paths.MIRROR_PORT) -> int:
     if port_in_use(port):
         raise RuntimeError(f"port {paths.MIRROR_BIND}:{port} is already in use by something the lab did not start")
     pid = proc.spawn(server_argv(root, port), paths.lab_dir() / "mirror.log")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if port_in_use(port):
             return pid
         if not proc.is_ours(pid, SERVER_MARKER):
             break
-        time.sleep(0.1)
+        time.sleep(0.2)
+    proc.stop(pid, SERVER_MARKER)
     raise RuntimeError(f"mirror HTTP server did not start; see {paths.lab_dir() / 'mirror.log'}")

@@ -18,6 +18,13 @@ def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> int:
             argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=cwd, close_fds=True,
         )
+    # Until the child has exec'd, /proc/PID/cmdline is still ours: wait for the new program so
+    # that is_ours() checks on it are meaningful from the start.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and p.poll() is None:
+        if cmdline(p.pid) == argv:
+            break
+        time.sleep(0.02)
     return p.pid
 
 
