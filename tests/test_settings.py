@@ -93,7 +93,8 @@ def test_homelab_kubernetes_and_ssh(homelab: Settings) -> None:
     assert homelab.kubernetes.api_server == "https://k8s-master:6443"
     assert homelab.kubernetes.container_runtime_endpoint == "unix:///run/containerd/containerd.sock"
     assert homelab.kubernetes.runtime_socket_path == "/run/containerd/containerd.sock"
-    assert homelab.ssh.agent is True
+    # No key configured: the SSH agent authenticates (the default key source).
+    assert homelab.ssh.agent is False and homelab.ssh.private_key_file is None
     assert homelab.ssh_private_key_from_secret is False
     assert homelab.kubelet.auth_mode == "secure"
 
@@ -265,9 +266,13 @@ BAD_CASES: dict[str, Bad] = {
         _node(1, "resolvConf", "run/resolv.conf"), "nodes[1].resolvConf", "'run/resolv.conf'"
     ),
     "two ssh key sources": Bad(
-        _section("ssh", "privateKeyFile", "~/.ssh/id_ed25519"), "ssh", "ssh.privateKeyFile, ssh.agent"
+        lambda raw: raw["ssh"].update(agent=True, privateKeyFile="~/.ssh/id_ed25519"),
+        "ssh",
+        "ssh.privateKeyFile, ssh.agent",
     ),
-    "ssh agent and the secret": Bad(lambda raw: None, "ssh", "ssh.agent, sshPrivateKey", frozenset({"sshPrivateKey"})),
+    "ssh agent and the secret": Bad(
+        lambda raw: raw["ssh"].update(agent=True), "ssh", "ssh.agent, sshPrivateKey", frozenset({"sshPrivateKey"})
+    ),
     "importCa without secrets": Bad(_section("pki", "importCa", True), "pki.importCa", "caCertPem, caKeyPem"),
     "importCa with one secret": Bad(
         _section("pki", "importCa", True), "pki.importCa", "caKeyPem", frozenset({"caCertPem"})
