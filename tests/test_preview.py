@@ -2,22 +2,19 @@
 command plugins built by scripts/toolchain) through the Automation API.
 
 A preview needs no node: remote commands are planned, not run. The project is copied unmodified
-into a temp dir, so the stack's encryption salt is never written into the repo's stack files.
+into a temp dir (tests/workspace.py).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
 
-from tests.toolchain import env_with_toolchain, require_toolchain
+from tests.workspace import copy_project, workspace_options
 
-REPO = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "pyproject.toml")
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 PER_NODE = {
     "homelab-kubelet:pki:NodeCertificate": 1,
@@ -29,37 +26,15 @@ PER_NODE = {
 }
 
 
-def copy_project(destination: Path, stack_file: str) -> Path:
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, destination / name)
-    shutil.copy2(REPO / stack_file, destination / stack_file)
-    # The language host runs the program in Pulumi.yaml's `virtualenv: venv`: the repo's own.
-    (destination / "venv").symlink_to(REPO / "venv")
-    return destination
-
-
-def workspace(project: Path, state: Path, env: dict[str, str]) -> auto.LocalWorkspaceOptions:
-    return auto.LocalWorkspaceOptions(
-        work_dir=str(project),
-        pulumi_command=auto.PulumiCommand(root=str(require_toolchain().parent)),
-        env_vars={
-            **env,
-            "PULUMI_BACKEND_URL": f"file://{state}",
-            "PULUMI_CONFIG_PASSPHRASE": "preview-test",
-        },
-    )
+def homelab_stack(tmp_path: Path) -> auto.Stack:
+    project = copy_project(tmp_path / "project", ("Pulumi.homelab.yaml",))
+    options = workspace_options(project, tmp_path / "state", "preview-test")
+    return auto.create_or_select_stack("homelab", work_dir=str(project), opts=options)
 
 
 @pytest.mark.toolchain
 def test_real_preview_of_the_homelab_stack(tmp_path: Path) -> None:
-    env = env_with_toolchain()
-    project = copy_project(tmp_path / "project", "Pulumi.homelab.yaml")
-    (tmp_path / "state").mkdir()
-    stack = auto.create_or_select_stack("homelab", work_dir=str(project), opts=workspace(project, tmp_path / "state", env))
+    stack = homelab_stack(tmp_path)
     events: list[auto.EngineEvent] = []
     result = stack.preview(on_event=events.append, color="never")
 
@@ -85,10 +60,7 @@ def test_real_preview_of_the_homelab_stack(tmp_path: Path) -> None:
 
 @pytest.mark.toolchain
 def test_real_preview_rejects_bad_config_before_any_resource(tmp_path: Path) -> None:
-    env = env_with_toolchain()
-    project = copy_project(tmp_path / "project", "Pulumi.homelab.yaml")
-    (tmp_path / "state").mkdir()
-    stack = auto.create_or_select_stack("homelab", work_dir=str(project), opts=workspace(project, tmp_path / "state", env))
+    stack = homelab_stack(tmp_path)
     stack.set_config("nodes[1].podCIDR", auto.ConfigValue("10.200.1.0/33"), path=True)
     events: list[auto.EngineEvent] = []
     with pytest.raises(auto.errors.CommandError) as failure:

@@ -1,14 +1,12 @@
 """End-to-end harness: the real program, CLI and plugins against the lab VMs.
 
-The project files are copied unmodified into a temp dir (so `pulumi stack init` writes its
-encryption salt there, not into the repo) with the repo's venv linked in; the state lives in
-a file backend under the same temp dir.
+The project is copied unmodified into a temp dir with a file backend beside it
+(tests/workspace.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,24 +15,10 @@ from typing import Any
 from pulumi import automation as auto
 
 from lab import api as lab
-from tests.toolchain import env_with_toolchain, require_toolchain
+from tests.workspace import copy_project, workspace_options
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.lab.yaml", "__main__.py", "components", "pyproject.toml")
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 PASSPHRASE = "homelab-kubelet-e2e"
-
-
-def copy_project(destination: Path) -> Path:
-    destination.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, destination / name)
-    (destination / "venv").symlink_to(REPO / "venv")
-    return destination
 
 
 @dataclass
@@ -66,20 +50,10 @@ def _event_dict(event: auto.EngineEvent) -> dict[str, Any]:
 class LabStack:
     def __init__(self, work: Path, info: lab.LabInfo) -> None:
         self.info = info
-        self.project = copy_project(work / "project")
-        state = work / "state"
-        state.mkdir()
-        self.state_dir = state
+        self.project = copy_project(work / "project", ("Pulumi.lab.yaml",))
+        self.state_dir = work / "state"
         self.runs: list[Run] = []
-        options = auto.LocalWorkspaceOptions(
-            work_dir=str(self.project),
-            pulumi_command=auto.PulumiCommand(root=str(require_toolchain().parent)),
-            env_vars={
-                **env_with_toolchain(),
-                "PULUMI_BACKEND_URL": f"file://{state}",
-                "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-            },
-        )
+        options = workspace_options(self.project, self.state_dir, PASSPHRASE)
         self.stack = auto.create_or_select_stack("lab", work_dir=str(self.project), opts=options)
         # Pin each VM's SSH host key: the provider then refuses any other host.
         for index, node in enumerate(info.nodes):
