@@ -194,7 +194,7 @@ def _console_facts(console: Path) -> tuple[list[str], str, bool]:
         if kind.encode() in blob and f"{kind} {b64}" not in keys:
             keys.append(f"{kind} {b64}")
     mids = _FACT_MID.findall(text)
-    return keys, (mids[-1] if mids else ""), ("LAB-FIRSTBOOT-DONE" in text and bool(keys))
+    return keys, (mids[-1] if mids else ""), bool(keys)
 
 
 # ---------------------------------------------------------------- up / down / status
@@ -318,7 +318,9 @@ def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout:
                 n.host_keys, n.machine_id = keys, mid
                 _write_known_hosts([m for m in info.nodes if m.host_keys])
                 progress(f"{n.name}: first boot done, host key {n.fingerprint()}")
-            if ssh(n.name, "true", timeout=30).returncode == 0:
+            r = ssh(n.name, "cat /etc/machine-id", timeout=30)
+            if r.returncode == 0:
+                n.machine_id = n.machine_id or r.stdout.strip()
                 n.boot_seconds = round(progress.elapsed() - t_boot, 1)
                 pending.discard(n.name)
                 progress(f"{n.name}: SSH answers ({n.boot_seconds}s after start)")

@@ -40,7 +40,9 @@ DISK_SIZE = "8G"
 
 FIRSTBOOT_SCRIPT = """#!/bin/sh
 # Lab first boot (every boot of a fresh overlay): per-VM SSH host keys, /etc/hosts entry,
-# and the facts the lab reads from the serial console to pin each VM's host key.
+# and the facts the lab reads from the serial console to pin each VM's host key. They go through
+# the kernel log (/dev/kmsg, printed on the console): a direct write to /dev/ttyS0 can be lost
+# when serial-getty hangs the tty up at the same moment.
 set -e
 # ed25519 only: RSA key generation takes most of a minute under TCG.
 [ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
@@ -50,7 +52,7 @@ grep -q "[[:space:]]$h\\$" /etc/hosts || printf '127.0.1.1\\t%s\\n' "$h" >> /etc
   echo "LAB-HOSTKEY $(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"
   echo "LAB-MACHINEID $(cat /etc/machine-id)"
   echo "LAB-FIRSTBOOT-DONE $h"
-} > /dev/ttyS0
+} > /dev/kmsg
 """
 
 FIRSTBOOT_UNIT = """[Unit]

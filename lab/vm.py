@@ -27,7 +27,8 @@ TCG = "tcg,thread=multi,tb-size=128"
 def kernel_cmdline(name: str, cgroup: str) -> str:
     return " ".join([
         "console=ttyS0,115200", "root=/dev/vda", "rw", "rootfstype=ext4", "fsck.mode=skip",
-        f"systemd.hostname={name}", "systemd.show_status=false", "mitigations=off", "panic=-1", "8250.nr_uarts=1",
+        f"systemd.hostname={name}", "systemd.show_status=false", "printk.devkmsg=on",
+        "mitigations=off", "panic=-1", "8250.nr_uarts=1",
         CGROUP_ARGS[cgroup],
     ])
 
