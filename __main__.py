@@ -9,7 +9,13 @@ import pulumi
 from components.hints import catalogue_hints
 from components.kubelet_node import KubeletNode
 from components.pki import ClusterPki, NodeCertificate
-from components.settings import OBJECT_KEYS, SECRET_KEYS, Settings, SettingsError, parse_settings
+from components.settings import (
+    OBJECT_KEYS,
+    SECRET_KEYS,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
 
 
 def load_settings(config: pulumi.Config) -> tuple[Settings, dict[str, pulumi.Output[str]]]:

@@ -285,7 +285,7 @@ def run_program(
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
         names = sorted(exports)
         flags: list[pulumi.Output[bool]] = [
-            pulumi.Output.from_input(exports[name].is_secret()) for name in names  # type: ignore[arg-type]
+            pulumi.Output.from_input(exports[name].is_secret()) for name in names
         ]
 
         def collect(values: list[Any]) -> None:
