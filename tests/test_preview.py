@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from tests.workspace import copy_project, workspace_options
+from tests.workspace import copy_project, project_stack
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 PER_NODE = {
@@ -28,8 +28,7 @@ PER_NODE = {
 
 def homelab_stack(tmp_path: Path) -> auto.Stack:
     project = copy_project(tmp_path / "project", ("Pulumi.homelab.yaml",))
-    options = workspace_options(project, tmp_path / "state", "preview-test")
-    return auto.create_or_select_stack("homelab", work_dir=str(project), opts=options)
+    return project_stack(project, "homelab", tmp_path / "state", "preview-test")
 
 
 @pytest.mark.toolchain

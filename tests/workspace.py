@@ -1,13 +1,18 @@
 """A throwaway copy of the project for the real engine (Automation API).
 
 The project files are copied unmodified, so `pulumi stack init` writes its encryption salt into
-the copy and never into the repo's stack files; the repo's venv is linked in (Pulumi.yaml says
-`virtualenv: venv`); the state lives in a file backend beside the copy.
+the copy and never into the repo's stack files; the state lives in a file backend beside the
+copy. The copy's `__main__.py` runs as an Automation API inline program (`program_runner`): the
+Pulumi SDK's own in-process language server hosts it, so no `pulumi-language-python` binary is
+needed (its Go module is not served here; see docs/toolchain.md).
 """
 
 from __future__ import annotations
 
+import runpy
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pulumi import automation as auto
@@ -30,15 +35,36 @@ def copy_project(destination: Path, stack_files: tuple[str, ...] = ()) -> Path:
     return destination
 
 
+def program_runner(project: Path) -> Callable[[], None]:
+    """The project's `__main__.py`, unmodified, as an inline program."""
+
+    def run() -> None:
+        if str(project) not in sys.path:
+            sys.path.insert(0, str(project))
+        runpy.run_path(str(project / "__main__.py"), run_name="__main__")
+
+    return run
+
+
 def workspace_options(project: Path, state: Path, passphrase: str) -> auto.LocalWorkspaceOptions:
     """Options for the toolchain's CLI, a file backend at `state` and a fixed passphrase."""
     state.mkdir(parents=True, exist_ok=True)
     return auto.LocalWorkspaceOptions(
         work_dir=str(project),
-        pulumi_command=auto.PulumiCommand(root=str(require_toolchain().parent)),
+        pulumi_command=auto.PulumiCommand(root=str(require_toolchain(language_host=False).parent)),
         env_vars={
             **env_with_toolchain(),
             "PULUMI_BACKEND_URL": f"file://{state}",
             "PULUMI_CONFIG_PASSPHRASE": passphrase,
         },
+    )
+
+
+def project_stack(project: Path, stack_name: str, state: Path, passphrase: str) -> auto.Stack:
+    """Create or select `stack_name` of the copied project, run through the real engine."""
+    return auto.create_or_select_stack(
+        stack_name,
+        project_name="homelab-kubelet",
+        program=program_runner(project),
+        opts=workspace_options(project, state, passphrase),
     )

@@ -15,7 +15,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from lab import api as lab
-from tests.workspace import copy_project, workspace_options
+from tests.workspace import copy_project, project_stack
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 PASSPHRASE = "homelab-kubelet-e2e"
@@ -53,8 +53,7 @@ class LabStack:
         self.project = copy_project(work / "project", ("Pulumi.lab.yaml",))
         self.state_dir = work / "state"
         self.runs: list[Run] = []
-        options = workspace_options(self.project, self.state_dir, PASSPHRASE)
-        self.stack = auto.create_or_select_stack("lab", work_dir=str(self.project), opts=options)
+        self.stack = project_stack(self.project, "lab", self.state_dir, PASSPHRASE)
         # Pin each VM's SSH host key: the provider then refuses any other host.
         for index, node in enumerate(info.nodes):
             self.set(f"nodes[{index}].hostKey", node.host_key("ssh-ed25519"))
