@@ -1,0 +1,126 @@
+"""Faults proved on the lab with the real engine (issue: preflight, health check, catalogue).
+
+Each case breaks one thing on purpose and asserts the program's own message: the node, what is
+wrong and the fix, before anything is written (preflight) or with the kubelet's journal and
+a catalogue hint (health check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pulumi import automation as auto
+
+from lab import api as lab
+from tests.e2e.harness import NODES, LabStack, node_ssh, reset_nodes
+from tests.toolchain import require_kubelet
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
+    require_kubelet("v1.30.1", "amd64")
+    info = lab.up(cgroup="v2")
+    lab.mirror_sync()
+    reset_nodes()
+    yield LabStack(tmp_path_factory.mktemp("faults"), info)
+    reset_nodes()
+
+
+def failed_up(stack: LabStack) -> str:
+    with pytest.raises(auto.errors.CommandError) as failure:
+        stack.up()
+    return str(failure.value)
+
+
+def nothing_written(node: str) -> bool:
+    return node_ssh(node, "ls /var/lib/kubelet /usr/bin/kubelet /etc/systemd/system/kubelet.service 2>/dev/null || true") == ""
+
+
+def test_stopped_container_runtime_fails_preflight(stack: LabStack) -> None:
+    node_ssh("k8s-node1", "systemctl stop containerd.service containerd.socket 2>/dev/null || systemctl stop containerd")
+    try:
+        message = failed_up(stack)
+    finally:
+        node_ssh("k8s-node1", "systemctl start containerd")
+    assert "ERROR [k8s-node1] preflight: container runtime socket" in message
+    assert "systemctl status containerd" in message
+    assert nothing_written("k8s-node1")
+
+
+def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
+    reset_nodes()
+    stack.set("nodes[2].arch", "arm64")
+    try:
+        message = failed_up(stack)
+    finally:
+        stack.set("nodes[2].arch", "amd64")
+    assert "ERROR [k8s-node2] preflight: arch: the node is x86_64 (amd64) but the stack says arch: arm64" in message
+    assert nothing_written("k8s-node2")
+
+
+def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack) -> None:
+    reset_nodes()
+    stack.set("nodes[0].reservations.systemReserved.memory", "8Mi")
+    try:
+        message = failed_up(stack)
+    finally:
+        stack.set_json("nodes", [{**n, "reservations": {}} if n["name"] == "k8s-master" else n
+                                 for n in stack.config_object("nodes")])
+    assert "ERROR [k8s-master] preflight: reservations: systemReserved memory (8Mi) is below what system.slice uses now" in message
+    assert "device or resource busy" in message
+    assert nothing_written("k8s-master")
+
+
+def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> None:
+    reset_nodes()
+    nodes = stack.config_object("nodes")
+    stack.set_json("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
+    try:
+        message = failed_up(stack)
+        assert "k8s-node1" in message
+        for node in ("k8s-master", "k8s-node2"):
+            assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+    finally:
+        stack.set_json("nodes", nodes)
+    stack.up()
+    for node in NODES:
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+
+
+def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(stack: LabStack) -> None:
+    # A flag overrides the config file: a reserved cgroup that does not exist is fatal.
+    stack.set("nodes[2].extraArgs.kube-reserved-cgroup", "/missing.slice")
+    try:
+        message = failed_up(stack)
+    finally:
+        stack.set_json("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
+                                 for n in stack.config_object("nodes")])
+    assert "ERROR [k8s-node2]: kubelet" in message
+    assert "last lines of journalctl -u kubelet.service" in message
+    assert "cgroup does not exist" in message
+    assert "hint: Reserved cgroup" in message
+    stack.up()
+    assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+
+
+def test_interrupted_write_leaves_no_half_written_file(stack: LabStack) -> None:
+    # The configure step's bundle cut short, as when an apply dies mid-write: the script fails and
+    # the file it was writing keeps its old content; the next `up` converges.
+    config = "/var/lib/kubelet/kubelet-config.yaml"
+    before = node_ssh("k8s-node1", f"sha256sum {config}")
+    script = stack.stack.export_stack().deployment or {}
+    configure = next(
+        r for r in script["resources"] if r["urn"].endswith("::k8s-node1-configure")
+    )
+    command = configure["inputs"]["create"]
+    truncated = f"@@@ homelab-kubelet file {config} 0644\nkind: KubeletConfiguration\n"
+    result = lab.ssh("k8s-node1", command, input=truncated)
+    assert result.returncode != 0
+    assert "has no end marker" in str(result.stderr)
+    assert node_ssh("k8s-node1", f"sha256sum {config}") == before
+    assert node_ssh("k8s-node1", "ls -a /var/lib/kubelet | grep -c '^\\.kubelet-config' || true") == "0"
+    stack.up()
+    assert node_ssh("k8s-node1", "systemctl is-active kubelet.service") == "active"
