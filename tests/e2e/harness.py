@@ -6,6 +6,7 @@ The project is copied unmodified into a temp dir with a file backend beside it
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -61,11 +62,17 @@ class LabStack:
     def set(self, path: str, value: str) -> None:
         self.stack.set_config(path, auto.ConfigValue(value), path=True)
 
-    def set_json(self, key: str, value: Any) -> None:
-        self.stack.set_config(key, auto.ConfigValue(json.dumps(value)), path=False)
+    def set_object(self, key: str, value: Any) -> None:
+        """Replace a whole config object, keeping its YAML type (the CLI would store a string)."""
+        settings = self.stack.workspace.stack_settings(self.stack.name)
+        config = dict(settings.config or {})
+        config[f"homelab-kubelet:{key}"] = value
+        settings.config = config
+        self.stack.workspace.save_stack_settings(self.stack.name, settings)
 
     def config_object(self, key: str) -> Any:
-        return json.loads(self.stack.get_config(key).value)
+        settings = self.stack.workspace.stack_settings(self.stack.name)
+        return copy.deepcopy((settings.config or {})[f"homelab-kubelet:{key}"])
 
     def _run(self) -> Run:
         run = Run()

@@ -67,7 +67,7 @@ def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack
     try:
         message = failed_up(stack)
     finally:
-        stack.set_json("nodes", [{**n, "reservations": {}} if n["name"] == "k8s-master" else n
+        stack.set_object("nodes", [{**n, "reservations": {}} if n["name"] == "k8s-master" else n
                                  for n in stack.config_object("nodes")])
     assert "ERROR [k8s-master] preflight: reservations: systemReserved memory (8Mi) is below what system.slice uses now" in message
     assert "device or resource busy" in message
@@ -77,14 +77,14 @@ def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack
 def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> None:
     reset_nodes()
     nodes = stack.config_object("nodes")
-    stack.set_json("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
+    stack.set_object("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
     try:
         message = failed_up(stack)
         assert "k8s-node1" in message
         for node in ("k8s-master", "k8s-node2"):
             assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
     finally:
-        stack.set_json("nodes", nodes)
+        stack.set_object("nodes", nodes)
     stack.up()
     for node in NODES:
         assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
@@ -96,7 +96,7 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(stack: Lab
     try:
         message = failed_up(stack)
     finally:
-        stack.set_json("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
+        stack.set_object("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
                                  for n in stack.config_object("nodes")])
     assert "ERROR [k8s-node2]: kubelet" in message
     assert "last lines of journalctl -u kubelet.service" in message

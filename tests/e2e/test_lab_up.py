@@ -140,7 +140,7 @@ def test_sudo_user_works_as_well_as_root(stack: LabStack) -> None:
 def test_removing_a_node_cleans_it_and_leaves_the_others(stack: LabStack) -> None:
     before = {node: kubelet_start_stamp(node) for node in NODES}
     nodes = stack.config_object("nodes")
-    stack.set_json("nodes", nodes[:2])
+    stack.set_object("nodes", nodes[:2])
     stack.up()
     assert lab.ssh("k8s-node2", "systemctl is-active kubelet.service").stdout.strip() != "active"
     assert lab.ssh("k8s-node2", "systemctl is-enabled kubelet.service").stdout.strip() != "enabled"
