@@ -454,3 +454,25 @@ def test_markdown_reflects_the_catalogue_it_is_given(tmp_path: Path) -> None:
     assert "## Example problem" in markdown
     assert "something broke" in markdown
     assert "reserved-cgroup-missing" not in markdown
+
+
+# Lines the real kubelet v1.30.1 logged in the lab (docs/lab.md, tests/lab).
+MEASURED_V130_LINES = [
+    (
+        'E1125 18:40:02.101010     901 kubelet.go:1559] "Failed to start ContainerManager" err="Failed to enforce '
+        'Kube Reserved Cgroup Limits on \\"/kube.slice\\": cgroup [\\"kube\\"] has some missing paths: '
+        '/sys/fs/cgroup/pids/kube.slice, /sys/fs/cgroup/memory/kube.slice"',
+        "reserved-cgroup-missing",
+    ),
+    (
+        'E1125 18:41:07.202020     933 kubelet.go:1559] "Failed to start ContainerManager" err="Failed to enforce '
+        'System Reserved Cgroup Limits on \\"/system.slice\\": unable to set memory limit to 8388608 '
+        '(current usage: 65884160, peak usage: 246669312)"',
+        "reserved-memory-below-usage",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "entry_id"), MEASURED_V130_LINES)
+def test_measured_v130_messages_are_recognised(line: str, entry_id: str) -> None:
+    assert [match.entry.id for match in match_log(line)] == [entry_id]
