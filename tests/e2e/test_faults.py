@@ -100,7 +100,7 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(stack: Lab
                                  for n in stack.config_object("nodes")])
     assert "ERROR [k8s-node2]: kubelet" in message
     assert "last lines of journalctl -u kubelet.service" in message
-    assert "cgroup does not exist" in message
+    assert "Failed to enforce Kube Reserved Cgroup Limits" in message
     assert "hint: Reserved cgroup" in message
     stack.up()
     assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
