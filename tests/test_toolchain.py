@@ -13,7 +13,10 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pulumi
+import pulumi_tls as tls
 import pytest
+from pulumi import automation as auto
 
 from tests.toolchain import (
     DEFAULT_KUBELET_VERSION,
@@ -44,13 +47,11 @@ def run(*args: str) -> str:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, (
-        f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    )
+    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
-def pulumi() -> str:
+def pulumi_cli() -> str:
     try:
         return str(require_toolchain(language_host=False) / "pulumi")
     except FileNotFoundError as err:
@@ -73,7 +74,7 @@ def elf_machine(path: Path) -> int:
 
 
 def test_pulumi_cli_matches_python_sdk() -> None:
-    out = run(pulumi(), "version").strip()
+    out = run(pulumi_cli(), "version").strip()
     assert out == f"v{pulumi_version()}"
 
 
@@ -83,24 +84,17 @@ def test_language_host_next_to_cli() -> None:
     except FileNotFoundError as err:
         pytest.fail(str(err))
     exec_shim = (bin_dir / "pulumi-language-python-exec").read_text()
-    assert exec_shim.startswith("#!"), (
-        "pulumi-language-python-exec should be the SDK's script"
-    )
+    assert exec_shim.startswith("#!"), "pulumi-language-python-exec should be the SDK's script"
 
 
 @pytest.mark.parametrize("name", ["tls", "command"])
 def test_provider_plugin_installed_at_python_package_version(name: str) -> None:
     want = plugin_version(name)
-    plugins = json.loads(run(pulumi(), "plugin", "ls", "--json") or "[]")
-    have = sorted(
-        p["version"]
-        for p in plugins
-        if p.get("kind") == "resource" and p.get("name") == name
-    )
+    plugins = json.loads(run(pulumi_cli(), "plugin", "ls", "--json") or "[]")
+    have = sorted(p["version"] for p in plugins if p.get("kind") == "resource" and p.get("name") == name)
     assert want in have, (
         f"resource plugin {name} {want} (from pulumi_{name}/pulumi-plugin.json) is not installed "
-        f"(installed: {have or 'none'}): "
-        + missing_message(f"plugin {name}", "scripts/toolchain plugins")
+        f"(installed: {have or 'none'}): " + missing_message(f"plugin {name}", "scripts/toolchain plugins")
     )
 
 
@@ -109,9 +103,7 @@ def test_kubelet_version() -> None:
     assert out.strip() == f"Kubernetes {DEFAULT_KUBELET_VERSION}"
 
 
-@pytest.mark.parametrize(
-    ("arch", "machine"), [("amd64", EM_X86_64), ("arm64", EM_AARCH64)]
-)
+@pytest.mark.parametrize(("arch", "machine"), [("amd64", EM_X86_64), ("arm64", EM_AARCH64)])
 def test_kubelet_architecture(arch: str, machine: int) -> None:
     assert elf_machine(kubelet(arch)) == machine
 
@@ -122,9 +114,7 @@ def test_kubelet_sha256_file(arch: str) -> None:
     sha_file = kubelet_sha256_path(DEFAULT_KUBELET_VERSION, arch)
     assert sha_file.is_file(), missing_message(str(sha_file))
     text = sha_file.read_text()
-    assert re.fullmatch(r"[0-9a-f]{64}\n?", text), (
-        f"{sha_file} should hold only the hex digest: {text!r}"
-    )
+    assert re.fullmatch(r"[0-9a-f]{64}\n?", text), f"{sha_file} should hold only the hex digest: {text!r}"
     assert text.strip() == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -134,3 +124,47 @@ def test_helper_paths_are_consistent() -> None:
     env = env_with_toolchain({"PATH": "/usr/bin"})
     assert env["PATH"].split(":")[0] == str(toolchain_bin_dir())
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "1"
+
+
+def test_tls_plugin_serves_the_python_sdk(tmp_path: Path) -> None:
+    """An Automation API inline program (no language host needed) creates and destroys a key
+    and a self-signed certificate through the built tls plugin, against a file backend."""
+    pulumi_cli()  # fails with the build command when the CLI is missing
+
+    def program() -> None:
+        key = tls.PrivateKey("key", algorithm="ECDSA", ecdsa_curve="P256")
+        cert = tls.SelfSignedCert(
+            "ca",
+            private_key_pem=key.private_key_pem,
+            validity_period_hours=1,
+            is_ca_certificate=True,
+            allowed_uses=["cert_signing"],
+            subject=tls.SelfSignedCertSubjectArgs(common_name="toolchain-test"),
+        )
+        pulumi.export("public_key", key.public_key_openssh)
+        pulumi.export("cert", cert.cert_pem)
+
+    state = tmp_path / "state"
+    state.mkdir()
+    env = env_with_toolchain()
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(tmp_path),
+        pulumi_home=env["PULUMI_HOME"],
+        pulumi_command=auto.PulumiCommand(root=str(toolchain_bin_dir().parent)),
+        env_vars={
+            **env,
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE": "toolchain-test",
+        },
+        project_settings=auto.ProjectSettings(
+            name="toolchain-test", runtime="python", backend=auto.ProjectBackend(url=f"file://{state}")
+        ),
+    )
+    stack = auto.create_or_select_stack(stack_name="test", project_name="toolchain-test", program=program, opts=opts)
+    try:
+        outputs = stack.up().outputs
+        assert str(outputs["public_key"].value).startswith("ecdsa-sha2-nistp256 ")
+        assert str(outputs["cert"].value).startswith("-----BEGIN CERTIFICATE-----")
+    finally:
+        stack.destroy()
+        stack.workspace.remove_stack("test")
