@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pulumi import automation as auto
 
 from lab import api as lab
@@ -62,17 +63,19 @@ class LabStack:
     def set(self, path: str, value: str) -> None:
         self.stack.set_config(path, auto.ConfigValue(value), path=True)
 
+    @property
+    def stack_file(self) -> Path:
+        return self.project / f"Pulumi.{self.stack.name}.yaml"
+
     def set_object(self, key: str, value: Any) -> None:
-        """Replace a whole config object, keeping its YAML type (the CLI would store a string)."""
-        settings = self.stack.workspace.stack_settings(self.stack.name)
-        config = dict(settings.config or {})
-        config[f"homelab-kubelet:{key}"] = value
-        settings.config = config
-        self.stack.workspace.save_stack_settings(self.stack.name, settings)
+        """Replace a whole config object in the stack file, keeping its YAML type."""
+        document = yaml.safe_load(self.stack_file.read_text())
+        document["config"][f"homelab-kubelet:{key}"] = value
+        self.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def config_object(self, key: str) -> Any:
-        settings = self.stack.workspace.stack_settings(self.stack.name)
-        return copy.deepcopy((settings.config or {})[f"homelab-kubelet:{key}"])
+        document = yaml.safe_load(self.stack_file.read_text())
+        return copy.deepcopy(document["config"][f"homelab-kubelet:{key}"])
 
     def _run(self) -> Run:
         run = Run()
