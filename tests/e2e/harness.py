@@ -85,9 +85,9 @@ class LabStack:
     def event_log(self) -> str:
         return "\n".join(run.text() for run in self.runs)
 
-    def up(self) -> Run:
+    def up(self, continue_on_error: bool = False) -> Run:
         run = self._run()
-        self.stack.up(on_event=run.events.append, color="never")
+        self.stack.up(continue_on_error=continue_on_error, on_event=run.events.append, color="never")
         return run
 
     def preview(self, diff: bool = False) -> tuple[Run, auto.PreviewResult]:
