@@ -73,6 +73,8 @@ def env_with_toolchain(base: dict[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(toolchain_bin_dir()), env.get("PATH", "")])
     env.setdefault("PULUMI_HOME", str(pulumi_home()))
     env["PULUMI_SKIP_UPDATE_CHECK"] = "1"
+    # The command stand-in in the per-user plugin cache then runs this checkout's code.
+    env["HOMELAB_KUBELET_CHECKOUT"] = str(REPO)
     # The CLI is built at exactly the SDK's version, but a locally built CLI has no way to
     # refresh the version list the automation API compares with.
     env["PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK"] = "true"

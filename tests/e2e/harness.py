@@ -21,6 +21,7 @@ from tests.workspace import copy_project, project_stack
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 PASSPHRASE = "homelab-kubelet-e2e"
+COMMAND_TYPE = "command:remote:Command"
 
 
 @dataclass
@@ -99,6 +100,32 @@ class LabStack:
         run = self._run()
         self.stack.destroy(on_event=run.events.append, color="never", exclude_protected=exclude_protected)
         return run
+
+    def forget_remote_steps(self) -> None:
+        """Drop every remote command from the state, as if none had ever run.
+
+        Goes with `reset_nodes`: wiping the nodes alone would leave the state claiming steps that
+        are no longer true on them, and the next `up` would skip those steps.
+        """
+        exported = self.stack.export_stack()
+        deployment = dict(exported.deployment or {})
+        resources = deployment.get("resources", [])
+        removed = {r["urn"] for r in resources if r["type"] == COMMAND_TYPE}
+        kept = []
+        for resource in resources:
+            if resource["urn"] in removed:
+                continue
+            if resource.get("dependencies"):
+                resource = {**resource, "dependencies": [u for u in resource["dependencies"] if u not in removed]}
+            kept.append(resource)
+        deployment["resources"] = kept
+        deployment.pop("pending_operations", None)
+        self.stack.import_stack(auto.Deployment(version=exported.version, deployment=deployment))
+
+    def fresh_nodes(self) -> None:
+        """Bare nodes and a state that knows it: the next `up` is a fresh apply on every node."""
+        reset_nodes()
+        self.forget_remote_steps()
 
     def state_text(self) -> str:
         return "\n".join(path.read_text() for path in self.state_dir.rglob("*.json"))

@@ -29,6 +29,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     reset_nodes()
 
 
+@pytest.fixture
+def converged(stack: LabStack) -> LabStack:
+    """All three nodes applied (a no-op when the case before left them so)."""
+    stack.up()
+    return stack
+
+
 def failed_up(stack: LabStack, continue_on_error: bool = False) -> str:
     with pytest.raises(auto.errors.CommandError) as failure:
         stack.up(continue_on_error=continue_on_error)
@@ -40,6 +47,7 @@ def nothing_written(node: str) -> bool:
 
 
 def test_stopped_container_runtime_fails_preflight(stack: LabStack) -> None:
+    stack.fresh_nodes()
     node_ssh("k8s-node1", "systemctl stop containerd.service containerd.socket 2>/dev/null || systemctl stop containerd")
     try:
         message = failed_up(stack)
@@ -51,7 +59,7 @@ def test_stopped_container_runtime_fails_preflight(stack: LabStack) -> None:
 
 
 def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
-    reset_nodes()
+    stack.fresh_nodes()
     stack.set("nodes[2].arch", "arm64")
     try:
         message = failed_up(stack)
@@ -62,7 +70,7 @@ def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
 
 
 def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack) -> None:
-    reset_nodes()
+    stack.fresh_nodes()
     stack.set("nodes[0].reservations.systemReserved.memory", "8Mi")
     try:
         message = failed_up(stack)
@@ -75,7 +83,7 @@ def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack
 
 
 def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> None:
-    reset_nodes()
+    stack.fresh_nodes()
     nodes = stack.config_object("nodes")
     stack.set_object("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
     try:
@@ -92,7 +100,8 @@ def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> No
         assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
 
 
-def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(stack: LabStack) -> None:
+def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
+    stack = converged
     # A flag overrides the config file: a reserved cgroup that does not exist is fatal.
     stack.set("nodes[2].extraArgs.kube-reserved-cgroup", "/missing.slice")
     try:
@@ -108,7 +117,8 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(stack: Lab
     assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
 
 
-def test_interrupted_write_leaves_no_half_written_file(stack: LabStack) -> None:
+def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> None:
+    stack = converged
     # The configure step's bundle cut short, as when an apply dies mid-write: the script fails and
     # the file it was writing keeps its old content; the next `up` converges.
     config = "/var/lib/kubelet/kubelet-config.yaml"
