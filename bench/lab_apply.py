@@ -28,7 +28,7 @@ from lab import api as lab
 from lab import paths as lab_paths
 from tests.e2e.harness import NODES, LabStack, Run, node_ssh, reset_nodes
 
-STEPS = ("preflight", "install-kubelet", "credentials", "configure", "start-kubelet")
+STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
 NEW_VERSION = "v1.30.2"  # as tests/e2e/test_lab_up.py; needs `scripts/toolchain kubelet v1.30.2`
 T = TypeVar("T")
 

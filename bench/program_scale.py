@@ -502,11 +502,10 @@ def hotspots_for(nodes: int) -> Result:
     from components.kubeconfig import render_kubeconfig
     from components.kubelet_config import kubelet_configuration
     from components.node_scripts import (
-        configure,
+        configure_and_start,
         configure_bundle,
         install_kubelet,
         preflight,
-        start_kubelet,
         write_credentials,
     )
     from components.settings import parse_settings
@@ -517,7 +516,7 @@ def hotspots_for(nodes: int) -> Result:
     node = settings.nodes[0]
     document = kubelet_configuration(settings, node)
     steps = [preflight(settings, node), install_kubelet(settings, node), write_credentials(node),
-             configure(settings, node), start_kubelet(settings, node, catalogue_hints())]
+             configure_and_start(settings, node, catalogue_hints())]
     # create + update (the same script) + delete, and the configure stdin bundle
     text_bytes = sum(2 * len(step.create) + len(step.delete or "") for step in steps)
     text_bytes += len(configure_bundle(settings, node))

@@ -1,11 +1,12 @@
 """KubeletNode: the remote steps that turn one machine into a kubelet host.
 
-Five idempotent scripts over SSH, in order:
-  preflight -> install-kubelet, credentials, configure (in parallel) -> start-kubelet.
+Four idempotent scripts over SSH, in order:
+  preflight -> install-kubelet, credentials (in parallel) -> configure-and-start.
 Every step has `update` = `create`, so a change reruns the script in place and never
 replaces the resource (a replacement would run the old resource's delete after the new
-create, removing what was just written). start-kubelet's triggers are content hashes of the
-binary, credentials, config and units: an unchanged node is never restarted, a changed one is.
+create, removing what was just written). configure-and-start reruns, and so restarts the
+kubelet, when its stdin (config and units) or its triggers (the binary's version, a hash of the
+credentials) change: an unchanged node is never restarted, a changed one is, once.
 """
 
 from __future__ import annotations
@@ -103,21 +104,17 @@ class KubeletNode(pulumi.ComponentResource):
             logging=remote.Logging.NONE,
             secret_outputs=["stdin", "stdout", "stderr"],
         )
-        configure_stdin = node_scripts.configure_bundle(settings, node)
-        configure = step(
-            "configure", node_scripts.configure(settings, node), [preflight], stdin=configure_stdin
-        )
         credentials_hash = pulumi.Output.all(ca_cert_pem, certificate.cert_pem).apply(
             lambda pems: node_scripts.content_hash(*pems)
         )
         step(
-            "start-kubelet",
-            node_scripts.start_kubelet(settings, node, hints),
-            [install, credentials, configure],
+            "configure-and-start",
+            node_scripts.configure_and_start(settings, node, hints),
+            [install, credentials],
+            stdin=node_scripts.configure_bundle(settings, node),
             triggers=[
                 f"kubelet={settings.kubernetes.version}/{node.arch}",
                 credentials_hash.apply(lambda digest: f"credentials={digest}"),
-                f"configuration={node_scripts.content_hash(configure_stdin)}",
             ],
         )
 

@@ -47,8 +47,10 @@ def _assignment(name: str, value: Value) -> str:
     return f"{name}=(" + " ".join(shlex.quote(item) for item in value) + ")"
 
 
-def render_script(step: str, node: NodeSettings, variables: Mapping[str, Value], body: str) -> str:
-    """A complete bash script: strict mode, the step's variables, lib.sh, the step body."""
+def render_script(
+    step: str, node: NodeSettings, variables: Mapping[str, Value], *bodies: str
+) -> str:
+    """A complete bash script: strict mode, the step's variables, lib.sh, the step bodies."""
     lines = [
         "set -euo pipefail",
         f"# homelab-kubelet: {step} on node {node.name}",
@@ -56,7 +58,7 @@ def render_script(step: str, node: NodeSettings, variables: Mapping[str, Value],
         *(_assignment(name, value) for name, value in variables.items()),
         "# shellcheck disable=SC2034  # some steps use only part of lib.sh",
         _script_text("lib.sh").rstrip("\n"),
-        _script_text(body).rstrip("\n"),
+        *(_script_text(body).rstrip("\n") for body in bodies),
     ]
     return "\n".join(lines) + "\n"
 
@@ -190,31 +192,13 @@ def configure_files(settings: Settings, node: NodeSettings) -> list[NodeFile]:
     return files
 
 
+def configure_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
+    """The paths of `configure_files`, without rendering the kubelet configuration."""
+    return [paths.KUBELET_CONFIG, *unit_files(settings, node), paths.CGROUP_HELPER]
+
+
 def configure_bundle(settings: Settings, node: NodeSettings) -> str:
     return pack(configure_files(settings, node))
-
-
-def configure(settings: Settings, node: NodeSettings) -> StepScripts:
-    variables: dict[str, Value] = {
-        "STATIC_POD_PATH": settings.kubelet.static_pod_path,
-        "KUBELET_DIR": paths.KUBELET_DIR,
-        "STATE_DIR": paths.STATE_DIR,
-        "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
-        "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
-        "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
-        "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
-        "KUBE_SLICE": node.reservations.kube_reserved_slice,
-    }
-    removal: dict[str, Value] = {
-        "FILES": [file.path for file in configure_files(settings, node)],
-        "STATE_DIR": paths.STATE_DIR,
-        "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
-        "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
-    }
-    return StepScripts(
-        create=command_line(render_script("configure", node, variables, "configure.sh"), node),
-        delete=command_line(render_script("unconfigure", node, removal, "unconfigure.sh"), node),
-    )
 
 
 @dataclass(frozen=True)
@@ -225,8 +209,21 @@ class Hint:
     text: str
 
 
-def start_kubelet(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> StepScripts:
+def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> StepScripts:
+    """Write the configuration from the stdin bundle, then (re)start the kubelet and check it.
+
+    One step, like a Kubespray handler: it runs only when the configuration (its stdin) or one
+    of its triggers (binary, credentials) changed, and every such run restarts the kubelet.
+    """
     variables: dict[str, Value] = {
+        "STATIC_POD_PATH": settings.kubelet.static_pod_path,
+        "KUBELET_DIR": paths.KUBELET_DIR,
+        "STATE_DIR": paths.STATE_DIR,
+        "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
+        "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
+        "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
+        "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
+        "KUBE_SLICE": node.reservations.kube_reserved_slice,
         "HEALTHZ_PORT": settings.kubelet.healthz_port,
         "HEALTH_TIMEOUT": settings.kubelet.health_timeout_seconds,
         "SETTLE_SECONDS": settings.kubelet.settle_seconds,
@@ -234,9 +231,18 @@ def start_kubelet(settings: Settings, node: NodeSettings, hints: Sequence[Hint])
         "HINT_PATTERNS": [hint.pattern for hint in hints],
         "HINT_TEXTS": [hint.text for hint in hints],
     }
+    removal: dict[str, Value] = {
+        "FILES": configure_file_paths(settings, node),
+        "STATE_DIR": paths.STATE_DIR,
+        "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
+        "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
+    }
     return StepScripts(
-        create=command_line(render_script("start kubelet", node, variables, "start-kubelet.sh"), node),
-        delete=command_line(render_script("stop kubelet", node, {}, "stop-kubelet.sh"), node),
+        create=command_line(
+            render_script("configure and start kubelet", node, variables, "configure.sh", "start-kubelet.sh"),
+            node,
+        ),
+        delete=command_line(render_script("unconfigure", node, removal, "unconfigure.sh"), node),
     )
 
 

@@ -22,7 +22,7 @@ PER_NODE = {
     "tls:index/certRequest:CertRequest": 1,
     "tls:index/locallySignedCert:LocallySignedCert": 1,
     "homelab-kubelet:node:KubeletNode": 1,
-    "command:remote:Command": 5,
+    "command:remote:Command": 4,
 }
 
 
@@ -53,7 +53,7 @@ def test_real_preview_of_the_homelab_stack(tmp_path: Path) -> None:
         if event.resource_pre_event is not None
     }
     for node in NODES:
-        for step in ("preflight", "install-kubelet", "credentials", "configure", "start-kubelet"):
+        for step in ("preflight", "install-kubelet", "credentials", "configure-and-start"):
             assert f"{node}-{step}" in names
     assert result.change_summary.get(auto.OpType.CREATE, 0) >= 1 + 2 + len(NODES) * sum(PER_NODE.values())
 

@@ -21,7 +21,7 @@ from tests.pulumi_harness import ProgramRun, is_secret_input, run_program, unwra
 from tests.stack_config import homelab_config
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
-STEPS = ("preflight", "install-kubelet", "credentials", "configure", "start-kubelet")
+STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
 COMMAND = "command:remote:Command"
 HOMELAB_SECRETS = {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-ssh-key\n-----END OPENSSH PRIVATE KEY-----\n"}
 
@@ -44,7 +44,7 @@ def client_cert(run: ProgramRun, node: str) -> x509.Certificate:
 
 
 def start_triggers(run: ProgramRun, node: str) -> list[str]:
-    return list(unwrap(run.resource(f"{node}-start-kubelet").inputs["triggers"]))
+    return list(unwrap(run.resource(f"{node}-configure-and-start").inputs["triggers"]))
 
 
 def test_resource_graph_per_node(homelab: ProgramRun) -> None:
@@ -132,10 +132,10 @@ def test_ip_sans_follow_node_ips() -> None:
 def test_dependency_order(homelab: ProgramRun) -> None:
     for node in NODES:
         assert homelab.declaration(f"{node}-preflight").depends_on == []
-        for step in ("install-kubelet", "credentials", "configure"):
+        for step in ("install-kubelet", "credentials"):
             assert homelab.declaration(f"{node}-{step}").depends_on == [f"{node}-preflight"]
-        assert sorted(homelab.declaration(f"{node}-start-kubelet").depends_on) == sorted(
-            f"{node}-{step}" for step in ("install-kubelet", "credentials", "configure")
+        assert sorted(homelab.declaration(f"{node}-configure-and-start").depends_on) == sorted(
+            f"{node}-{step}" for step in ("install-kubelet", "credentials")
         )
 
 
@@ -168,7 +168,7 @@ def test_credentials_go_on_secret_stdin_with_logging_off(homelab: ProgramRun) ->
         assert "PRIVATE KEY" in files[f"/var/lib/kubelet/{node}-key.pem"].content
         assert set(homelab.declaration(f"{node}-credentials").additional_secret_outputs) >= {"stdout", "stderr"}
         # Every other step logs normally: its output is what an operator reads.
-        assert homelab.resource(f"{node}-configure").inputs.get("logging") is None
+        assert homelab.resource(f"{node}-configure-and-start").inputs.get("logging") is None
 
 
 def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
@@ -179,7 +179,7 @@ def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
 
 
 def test_configuration_travels_on_stdin_as_yaml(homelab: ProgramRun) -> None:
-    configure = homelab.resource("k8s-node1-configure")
+    configure = homelab.resource("k8s-node1-configure-and-start")
     files = {f.path: f.content for f in bundle.unpack(configure.inputs["stdin"])}
     config = yaml.safe_load(files["/var/lib/kubelet/kubelet-config.yaml"])
     assert config["podCIDR"] == "10.200.1.0/24"
@@ -209,24 +209,25 @@ def test_triggers_are_stable_when_nothing_changes(homelab: ProgramRun) -> None:
             assert after["create"] == before["create"], f"{node}-{step}"
 
 
-def test_reservation_change_touches_that_node_only(homelab: ProgramRun) -> None:
+def rerun_steps(before: ProgramRun, after: ProgramRun, node: str) -> list[str]:
+    """The steps of `node` an `up` from `before` to `after` would run: any input of theirs differs."""
+    changed = []
+    for step in STEPS:
+        old, new = before.resource(f"{node}-{step}").inputs, after.resource(f"{node}-{step}").inputs
+        if any(unwrap(old.get(key)) != unwrap(new.get(key)) for key in ("create", "update", "stdin", "triggers")):
+            changed.append(step)
+    return changed
+
+
+def test_reservation_change_reruns_two_steps_on_that_node_only(homelab: ProgramRun) -> None:
     config = homelab_with_key()
     config["nodes"][1]["reservations"] = {"kubeReserved": {"memory": "768Mi"}}
     changed = run_program(config, HOMELAB_SECRETS)
     for node in NODES:
-        same = start_triggers(changed, node) == start_triggers(homelab, node)
-        assert same == (node != "k8s-node1"), node
-        configure_same = changed.resource(f"{node}-configure").inputs["stdin"] == homelab.resource(
-            f"{node}-configure"
-        ).inputs["stdin"]
-        assert configure_same == (node != "k8s-node1"), node
-        # The binary and credentials steps do not notice a reservation change.
-        for step in ("install-kubelet", "credentials"):
-            assert changed.resource(f"{node}-{step}").inputs["create"] == homelab.resource(
-                f"{node}-{step}"
-            ).inputs["create"]
-    old, new = start_triggers(homelab, "k8s-node1"), start_triggers(changed, "k8s-node1")
-    assert [t.split("=")[0] for t, u in zip(old, new, strict=True) if t != u] == ["configuration"]
+        expected = ["preflight", "configure-and-start"] if node == "k8s-node1" else []
+        assert rerun_steps(homelab, changed, node) == expected, node
+        # The restart comes from the new configuration on stdin, not from the triggers.
+        assert start_triggers(changed, node) == start_triggers(homelab, node)
 
 
 def test_version_change_restarts_every_node() -> None:
@@ -237,6 +238,7 @@ def test_version_change_restarts_every_node() -> None:
     for node in NODES:
         old, new = start_triggers(base, node), start_triggers(upgraded, node)
         assert [t.split("=")[0] for t, u in zip(old, new, strict=True) if t != u] == ["kubelet"]
+        assert rerun_steps(base, upgraded, node) == ["install-kubelet", "configure-and-start"]
         assert "KUBELET_VERSION=v1.30.2" in upgraded.resource(f"{node}-install-kubelet").inputs["create"]
 
 

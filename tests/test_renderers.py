@@ -9,7 +9,7 @@ change, rewrite them and review the diff before committing:
     UPDATE_GOLDEN=1 venv/bin/python -m pytest tests/test_renderers.py -q
     git diff tests/golden/
 
-The start-kubelet golden files embed `components.hints.catalogue_hints()`, so a change of the
+The configure-and-start golden files embed `components.hints.catalogue_hints()`, so a change of the
 troubleshooting catalogue shows up there too.
 
 The property tests below do not use the golden files: expected values are computed by hand in
@@ -84,8 +84,7 @@ def step_scripts(settings: Settings, node: NodeSettings) -> dict[str, node_scrip
         "preflight": node_scripts.preflight(settings, node),
         "install-kubelet": node_scripts.install_kubelet(settings, node),
         "write-credentials": node_scripts.write_credentials(node),
-        "configure": node_scripts.configure(settings, node),
-        "start-kubelet": node_scripts.start_kubelet(settings, node, catalogue_hints()),
+        "configure-and-start": node_scripts.configure_and_start(settings, node, catalogue_hints()),
     }
 
 
@@ -474,7 +473,7 @@ def test_no_private_key_in_any_command_line(stack_name: str) -> None:
     )
     assert "PRIVATE KEY" in bundle  # the key is there, on stdin
     lines = command_lines(settings, node)
-    assert len(lines) == 9
+    assert len(lines) == 7  # 4 creates, 3 deletes (preflight writes nothing)
     for name, line in lines.items():
         assert "PRIVATE KEY" not in line, name
         assert "RFVNTVktTk9ERS1LRVk" not in line, name

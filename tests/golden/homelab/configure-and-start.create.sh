@@ -1,0 +1,204 @@
+bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
+set -euo pipefail
+# homelab-kubelet: configure and start kubelet on node k8s-node1
+NODE_NAME=k8s-node1
+STATIC_POD_PATH=/etc/kubelet.d
+KUBELET_DIR=/var/lib/kubelet
+STATE_DIR=/var/lib/homelab-kubelet
+CONTAINERD_DROPIN=/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf
+CONTAINERD_CONFIG=/etc/containerd/config.toml
+MANAGE_CONTAINERD_CGROUP_DRIVER=true
+RUNTIME_SOCKET=/run/containerd/containerd.sock
+KUBE_SLICE=kube.slice
+HEALTHZ_PORT=10248
+HEALTH_TIMEOUT=180
+SETTLE_SECONDS=15
+JOURNAL_LINES=40
+HINT_PATTERNS=('(?:Failed to enforce (?:Kube|System) Reserved Cgroup Limits on .*cgroup does not exist)|(?:Failed to enforce (?:Kube|System) Reserved Cgroup Limits on .*has some missing (?:paths|controllers))|(?:Failed to enforce (?:Kube|System) Reserved Cgroup Limits on .*could not read controllers for cgroup)' '(?:memory\.limit_in_bytes.*device or resource busy)|(?:Failed to enforce (?:Kube|System) Reserved Cgroup Limits on .*unable to set memory limit to \d+ \(current usage)' '(?:node \\?"[^"\\]+\\?" is not allowed to modify node)' '(?:no client provided, cannot use webhook (?:authentication|authorization))' '(?:dial unix \S+: connect: (?:no such file or directory|connection refused))' '(?:unknown service runtime\.v1\.RuntimeService)' '(?:invalid kubeconfig: stat \S+: no such file or directory)|(?:unable to read client-(?:cert|key) \S+)' '(?:running with swap on is not supported)' '(?:kubelet cgroup driver: \\?"\w+\\?" is different from docker cgroup driver)|(?:expected cgroupsPath to be of format \\*"slice:prefix:name\\*" for systemd cgroups)' '(?:pod cidr not assigned)' '(?:open \S*resolv\.conf: no such file or directory)' '(?:cni config uninitialized)|(?:cni plugin not initialized)|(?:no networks found in /etc/cni/net\.d)' '(?:strict decoding (?:failed|error).*unknown field)')
+# shellcheck disable=SC2016
+HINT_TEXTS=('hint: Reserved cgroup (kube.slice / system.slice) does not exist
+    cause: enforceNodeAllocatable contains kube-reserved or system-reserved, and the kubelet only applies limits to a cgroup that already exists. On cgroup v1 the slice must exist in every hierarchy the kubelet checks (cpu,cpuacct, cpuset, memory, pids, systemd, and hugetlb when mounted). systemd creates a slice'"'"'s directories only while a unit runs in it, and never in the cpuset and hugetlb hierarchies, so kube.slice (and system.slice under cpuset/hugetlb) is missing. On cgroup v2 the slice must exist in /sys/fs/cgroup and list cpu, cpuset, memory, pids (and hugetlb when the kernel has it) in its cgroup.controllers.
+    fix: The ExecStartPre of /etc/systemd/system/kubelet.service creates the slice directories before every start: check it is there and ran (`systemctl cat kubelet`, `ls -d /sys/fs/cgroup/*/kube.slice /sys/fs/cgroup/*/system.slice`). To see exactly which directories the kubelet misses, start it once with `--v=4` and look for "has some missing paths". The slice names come from `reservations.kubeReservedCgroup` and `reservations.systemReservedCgroup`. On cgroup v2, enable the missing controllers in /sys/fs/cgroup/cgroup.subtree_control. Alternatively drop kube-reserved / system-reserved from `reservations.enforceNodeAllocatable`: the reservation still lowers the node'"'"'s allocatable, it is just not enforced as a cgroup limit.' 'hint: Reserved memory limit is below what the slice already uses (device or resource busy)
+    cause: With system-reserved (or kube-reserved) enforced, the kubelet writes the reserved memory as the hard limit of system.slice (or kube.slice). On cgroup v1 the kernel refuses such a write with EBUSY when the cgroup already uses more than the new limit and it cannot reclaim enough. The path in the line names the slice; the number is the limit in bytes (104857600 = 100Mi).
+    fix: Compare with the current usage, e.g. `cat /sys/fs/cgroup/memory/system.slice/memory.usage_in_bytes` (kube.slice for kube-reserved), then set the memory of `reservations.systemReserved` (or `reservations.kubeReserved`) comfortably above it and run `pulumi up`. Or remove system-reserved / kube-reserved from `reservations.enforceNodeAllocatable` so the reservation only lowers allocatable without a hard limit.' 'hint: Client certificate belongs to another node (is not allowed to modify node)
+    cause: The NodeRestriction admission plugin lets a kubelet change only the Node named in its client certificate (CN system:node:<name>). The first name in the line is the certificate'"'"'s node, the second the name this kubelet registers under: the certificate in /var/lib/kubelet/kubeconfig was issued for another node, typically a kubeconfig copied from another host.
+    fix: Check the subject: `grep client-certificate-data /var/lib/kubelet/kubeconfig | awk '"'"'{print $2}'"'"' | base64 -d | openssl x509 -noout -subject` must show `O = system:nodes, CN = system:node:<nodes[i].name>`. Make sure the node'"'"'s entry in `nodes` has the right `name` (the kubelet registers under `nodes[i].name` via --hostname-override) and run `pulumi up` to issue and copy the certificate and kubeconfig for that name.' 'hint: Webhook authentication/authorization without an API client
+    cause: With `kubelet.authMode: secure` the kubelet checks bearer tokens (authentication.webhook) and authorizes requests (authorization.mode Webhook) by asking the API server. It has no API client when it runs without --kubeconfig (standalone mode; a line "standalone mode, no API client" comes just before), so it cannot start. This is not an API server setting.
+    fix: Make sure ExecStart in /etc/systemd/system/kubelet.service passes `--kubeconfig=/var/lib/kubelet/kubeconfig` and that the file exists (`systemctl cat kubelet`, `ls -l /var/lib/kubelet/kubeconfig`), then `systemctl daemon-reload && systemctl restart kubelet`, or run `pulumi up` to rewrite the unit. Do not switch to `kubelet.authMode: permissive` to silence it: that lets anyone who reaches port 10250 use the kubelet API.' 'hint: Container runtime socket missing or refusing connections
+    cause: Nothing listens on `kubernetes.containerRuntimeEndpoint` (passed to the kubelet as --container-runtime-endpoint): containerd is not running, not started yet, or listens on another path. At start the kubelet 1.30 exits ("validate CRI v1 runtime API for endpoint"); later the same dial error means containerd went away.
+    fix: `systemctl status containerd` and `journalctl -u containerd -n 50`; compare the socket it listens on (`address` in the [grpc] section of /etc/containerd/config.toml, `ss -xlp | grep containerd`) with `kubernetes.containerRuntimeEndpoint`. kubelet.service orders itself after containerd.service, so also check that unit is enabled.' 'hint: containerd runs without its CRI plugin (unknown service runtime.v1.RuntimeService)
+    cause: containerd answers on the socket but does not serve the Kubernetes CRI v1 API: the /etc/containerd/config.toml installed by Docker'"'"'s containerd.io package disables it (`disabled_plugins = ["cri"]`), or containerd is older than 1.6.
+    fix: Remove "cri" from `disabled_plugins` (or regenerate the file with `containerd config default > /etc/containerd/config.toml` and set `SystemdCgroup = true` again), then `systemctl restart containerd` and restart the kubelet. Check with `crictl --runtime-endpoint <kubernetes.containerRuntimeEndpoint> version`.' 'hint: Kubeconfig or its client certificate missing (invalid kubeconfig)
+    cause: The file given by --kubeconfig (/var/lib/kubelet/kubeconfig) or a client certificate/key file it references does not exist: the copy step did not run or failed, or the unit points at another path.
+    fix: `ls -l /var/lib/kubelet/ /var/lib/kubernetes/ca.pem` and compare with the --kubeconfig path in /etc/systemd/system/kubelet.service (`systemctl cat kubelet`); run `pulumi up` to copy the kubeconfig and certificates again.' 'hint: Swap is on and failSwapOn is true
+    cause: The kubelet refuses to start while /proc/swaps lists an active swap device and failSwapOn is true (the default).
+    fix: `swapoff -a` and remove swap entries from /etc/fstab; on Raspberry Pi OS also `systemctl disable --now dphys-swapfile`, and disable zram swap (zram-generator) where it is configured. If swap is wanted, set `kubelet.failSwapOn: false` and run `pulumi up` (it becomes failSwapOn in /var/lib/kubelet/kubelet-config.yaml).' 'hint: Kubelet and container runtime use different cgroup drivers
+    cause: The kubelet and the runtime must agree on the cgroup driver; this program configures the kubelet with `cgroupDriver: systemd`. The docker message comes from the dockershim of kubelet 1.23 and older. With containerd, runc in systemd mode (`SystemdCgroup = true`) fed cgroupfs paths by a cgroupfs kubelet fails every pod sandbox with the runc message. The opposite case (systemd kubelet, containerd'"'"'s default `SystemdCgroup = false`) prints no telling line: pod sandboxes keep being re-created ("Pod sandbox changed").
+    fix: Keep `cgroupDriver: systemd` in /var/lib/kubelet/kubelet-config.yaml and set `SystemdCgroup = true` in the runc options of the CRI plugin in /etc/containerd/config.toml (`[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]` for containerd 1.x), then `systemctl restart containerd` and restart the kubelet. With `kubelet.manageContainerdCgroupDriver: true` (the default) `pulumi up` sets it for you.' 'hint: Node has no spec.podCIDR (pod cidr not assigned)
+    cause: The Node'"'"'s spec.podCIDR is empty, so flannel (and any CNI that takes the node'"'"'s range from it) refuses to start and the node stays NotReady. kube-controller-manager assigns a range to each node only when it runs with --allocate-node-cidrs=true and --cluster-cidr. The podCIDR in /var/lib/kubelet/kubelet-config.yaml does not help: the kubelet uses it only in standalone mode. This is a control-plane setting; the line comes from the CNI pod'"'"'s log (`kubectl -n kube-flannel logs ds/kube-flannel-ds`), not from the kubelet.
+    fix: On the control plane start kube-controller-manager with `--allocate-node-cidrs=true --cluster-cidr=<pod network, e.g. 10.200.0.0/16>`; it then logs "Set node <name> PodCIDR to [...]". Check with `kubectl get nodes -o jsonpath='"'"'{.items[*].spec.podCIDR}'"'"'`. A node that registered without a range can be given one once by hand (`kubectl patch node <name> -p '"'"'{"spec":{"podCIDR":"10.200.1.0/24"}}'"'"'`; the field cannot be changed afterwards).' 'hint: resolvConf points to a file that does not exist
+    cause: The kubelet copies the resolver settings for pods from `resolvConf`. The default /run/systemd/resolve/resolv.conf exists only while systemd-resolved runs, so on a host without it every pod sandbox fails ("Failed to generate sandbox config for pod").
+    fix: Set `kubelet.resolvConf` (or `nodes[i].resolvConf` for one node) to /etc/resolv.conf on hosts without systemd-resolved and run `pulumi up`. Keep the systemd-resolved path where it runs: there /etc/resolv.conf names only the 127.0.0.53 stub, which pods cannot reach.' 'hint: No CNI network configured yet (cni config uninitialized / cni plugin not initialized)
+    cause: containerd found no usable network configuration in /etc/cni/net.d, or the plugin binaries it names are missing from /opt/cni/bin. The node stays NotReady and only hostNetwork pods can start. Expected until a CNI is installed; this program does not install one.
+    fix: Install the cluster'"'"'s CNI (e.g. the flannel DaemonSet, which needs each node'"'"'s spec.podCIDR: see "pod cidr not assigned"), or put a bridge/host-local config in /etc/cni/net.d and the reference plugins in /opt/cni/bin. containerd reads those directories from `conf_dir` / `bin_dir` of the CRI plugin'"'"'s cni section in /etc/containerd/config.toml; restart containerd if the node does not turn Ready.' 'hint: Kubelet config file has a field the kubelet ignores (strict decoding, unknown field)
+    cause: /var/lib/kubelet/kubelet-config.yaml contains a key that KubeletConfiguration v1beta1 does not have: a typo, or a flag-only setting such as `runtimeCgroups` from the runbook. The kubelet decodes the file leniently, ignores the key and carries on, so that setting has no effect. If "failed lenient decoding" follows, the file is invalid and the kubelet exits.
+    fix: Remove the key named in the line. This program passes runtimeCgroups as the `--runtime-cgroups` flag in /etc/systemd/system/kubelet.service instead; check other keys against the KubeletConfiguration (v1beta1) reference.')
+# shellcheck disable=SC2034  # some steps use only part of lib.sh
+# Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
+# the step's variables (NODE_NAME, ...), then this file, then the step itself.
+
+log() { printf '[%s] %s\n' "$NODE_NAME" "$*" >&2; }
+
+fail() {
+  printf 'ERROR [%s]: %s\n' "$NODE_NAME" "$*" >&2
+  exit 1
+}
+
+# install_file PATH MODE < CONTENT
+# Writes atomically (temp file in the same directory + rename), so an interrupted run never
+# leaves a half-written file. Prints "changed PATH" only when content or mode differ.
+install_file() {
+  local path=$1 mode=$2 dir tmp
+  dir=$(dirname "$path")
+  install -d -m 0755 "$dir"
+  tmp=$(mktemp "$dir/.$(basename "$path").XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$path"
+  echo "changed $path"
+}
+
+# unpack_bundle < BUNDLE
+# The bundle on stdin holds files as
+#   @@@ homelab-kubelet file PATH MODE
+#   ...content lines...
+#   @@@ homelab-kubelet end
+# Data travels on stdin, never in the command line (no secret lands in `ps` or the journal).
+unpack_bundle() {
+  local line path="" mode="" content=""
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      "@@@ homelab-kubelet file "*)
+        read -r path mode <<<"${line#@@@ homelab-kubelet file }"
+        content=""
+        ;;
+      "@@@ homelab-kubelet end")
+        [ -n "$path" ] || fail "malformed bundle: end without file"
+        printf '%s' "$content" | install_file "$path" "$mode"
+        path=""
+        ;;
+      *)
+        [ -n "$path" ] || fail "malformed bundle: data outside a file"
+        content+="$line"$'\n'
+        ;;
+    esac
+  done
+  [ -z "$path" ] || fail "malformed bundle: $path has no end marker (stdin cut short?)"
+}
+
+cgroup_version() {
+  case "$(stat -fc %T /sys/fs/cgroup)" in
+    cgroup2fs) echo v2 ;;
+    tmpfs) if [ -d /sys/fs/cgroup/unified ]; then echo hybrid; else echo v1; fi ;;
+    *) echo unknown ;;
+  esac
+}
+# Write the kubelet configuration, systemd units, slices and the cgroup helper from the bundle
+# on stdin; make the container runtime fit (cgroup driver, slice); reload systemd if needed.
+
+install -d -m 0755 "$STATIC_POD_PATH" "$KUBELET_DIR" "$STATE_DIR"
+changes=$(unpack_bundle)
+[ -z "$changes" ] || printf '%s\n' "$changes"
+
+containerd_changed=false
+case "$changes" in *"$CONTAINERD_DROPIN"*) containerd_changed=true ;; esac
+
+if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ] &&
+  ! containerd config dump 2>/dev/null | grep -Eq '^\s*SystemdCgroup\s*=\s*true'; then
+  # Keep the operator's file so `pulumi destroy` can put it back.
+  if [ -f "$CONTAINERD_CONFIG" ] && [ ! -f "$STATE_DIR/containerd-config.toml.orig" ]; then
+    cp -p "$CONTAINERD_CONFIG" "$STATE_DIR/containerd-config.toml.orig"
+  fi
+  touch "$STATE_DIR/containerd-config-managed"
+  # Generate first: a failing generator must not leave an empty config.toml behind.
+  default_config=$(containerd config default) || fail "containerd config default failed; cannot set SystemdCgroup"
+  printf '%s\n' "$default_config" | sed -E 's/^(\s*SystemdCgroup\s*=\s*)false/\1true/' |
+    install_file "$CONTAINERD_CONFIG" 0644
+  containerd_changed=true
+fi
+
+case "$changes" in *"/etc/systemd/"*) systemctl daemon-reload ;; esac
+if [ "$containerd_changed" = true ]; then
+  systemctl daemon-reload
+  systemctl restart containerd.service
+  for _ in $(seq 1 30); do
+    [ -S "$RUNTIME_SOCKET" ] && break
+    sleep 1
+  done
+  [ -S "$RUNTIME_SOCKET" ] || fail "containerd did not come back after its restart (journalctl -u containerd)"
+  log "restarted containerd (runc SystemdCgroup = true, Slice=$KUBE_SLICE)"
+fi
+# Start (or restart) the kubelet and check that it is healthy and stays so: "Started kubelet"
+# and an `ok` from /healthz can come seconds before the container manager dies with a fatal
+# error, so also watch the restart counter over a settle window and the journal for F-lines.
+
+systemctl daemon-reload
+systemctl enable --quiet kubelet.service || fail "systemctl enable kubelet.service failed"
+started=$(date +%s)
+systemctl restart kubelet.service
+log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"
+
+healthz() { curl -fsS --max-time 5 "http://127.0.0.1:$HEALTHZ_PORT/healthz" 2>/dev/null || true; }
+restarts() { systemctl show -p NRestarts --value kubelet.service; }
+fatal_lines() {
+  journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null | grep -E '^F[0-9]{4} ' || true
+}
+
+problem=""
+while :; do
+  if systemctl is-active --quiet kubelet.service && [ "$(healthz)" = ok ]; then
+    break
+  fi
+  if [ $(($(date +%s) - started)) -ge "$HEALTH_TIMEOUT" ]; then
+    problem="not healthy within ${HEALTH_TIMEOUT}s (systemctl is-active: $(systemctl is-active kubelet.service || true), /healthz: '$(healthz)')"
+    break
+  fi
+  sleep 2
+done
+
+if [ -z "$problem" ]; then
+  before=$(restarts)
+  sleep "$SETTLE_SECONDS"
+  after=$(restarts)
+  if [ "$before" != "$after" ]; then
+    problem="restarted $((after - before)) time(s) during the ${SETTLE_SECONDS}s settle window"
+  elif ! systemctl is-active --quiet kubelet.service; then
+    problem="stopped during the ${SETTLE_SECONDS}s settle window"
+  elif [ -n "$(fatal_lines)" ]; then
+    problem="logged a fatal error"
+  fi
+fi
+
+if [ -n "$problem" ]; then
+  journal=$(journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null || true)
+  {
+    printf 'ERROR [%s]: kubelet %s\n' "$NODE_NAME" "$problem"
+    printf -- '--- last lines of journalctl -u kubelet.service ---\n'
+    printf '%s\n' "$journal" | tail -n "$JOURNAL_LINES"
+    printf -- '---\n'
+    for index in "${!HINT_PATTERNS[@]}"; do
+      line=$(printf '%s\n' "$journal" | grep -P -m1 -e "${HINT_PATTERNS[$index]}" || true)
+      if [ -n "$line" ]; then
+        printf '%s\n    matched: %s\n' "${HINT_TEXTS[$index]}" "${line:0:300}"
+      fi
+    done
+  } >&2
+  exit 1
+fi
+log "kubelet is healthy: active, /healthz ok, no restart and no fatal line over ${SETTLE_SECONDS}s"
+HOMELAB_KUBELET_SCRIPT
+)"
