@@ -12,6 +12,8 @@ Cases that once exposed bugs in components/settings.py stay here as regression t
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import Settings, SettingsError, parse_settings
+from components.settings import Settings, SettingsError, _pod_cidr_overlaps, parse_settings
 from tests.stack_config import homelab_config, load_stack_config
 
 Raw = dict[str, Any]
@@ -382,6 +384,32 @@ def test_overlaps_are_reported_against_every_other_node() -> None:
         "nodes[2].podCIDR: '10.200.0.0/16' overlaps nodes[0].podCIDR '10.200.0.0/24'",
         "nodes[2].podCIDR: '10.200.0.0/16' overlaps nodes[1].podCIDR '10.200.1.0/24'",
     ]
+
+
+def test_overlap_sweep_finds_exactly_the_overlapping_pairs() -> None:
+    """The sorted sweep against comparing every pair, on random nested and disjoint networks."""
+    rng = random.Random(7)
+    for _ in range(50):
+        cidrs = []
+        for _ in range(rng.randint(2, 25)):
+            if rng.random() < 0.2:
+                prefix = rng.randint(100, 124)
+                network = ipaddress.ip_network((rng.getrandbits(8) << 120, prefix), strict=False)
+            else:
+                prefix = rng.randint(14, 26)
+                network = ipaddress.ip_network((10 << 24 | rng.getrandbits(12) << 12, prefix), strict=False)
+            cidrs.append(str(network))
+        pairs = {
+            (later, earlier)
+            for later, first in enumerate(cidrs)
+            for earlier, second in enumerate(cidrs[:later])
+            if ipaddress.ip_network(first).overlaps(ipaddress.ip_network(second))
+        }
+        found = _pod_cidr_overlaps(list(enumerate(cidrs)))
+        assert {(later, earlier) for later, items in found.items() for _, earlier, _ in items} == pairs, cidrs
+        for later, items in found.items():
+            assert [earlier for _, earlier, _ in items] == sorted(earlier for _, earlier, _ in items)
+            assert all(cidr == cidrs[later] and other == cidrs[earlier] for cidr, earlier, other in items)
 
 
 # --- known bugs in components/settings.py -----------------------------------------------------
