@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-import yaml
+from components.yaml_text import dump_yaml
 
 
 def _b64(pem: str) -> str:
@@ -46,4 +46,4 @@ def render_kubeconfig(
         "current-context": "default",
         "preferences": {},
     }
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return dump_yaml(config)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from components import paths
 from components.settings import NodeSettings, Settings
+from components.yaml_text import dump_yaml
 
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
 
@@ -101,9 +100,7 @@ HEADER = (
 
 
 def render_kubelet_config(settings: Settings, node: NodeSettings) -> str:
-    body = yaml.safe_dump(
-        kubelet_configuration(settings, node), sort_keys=False, default_flow_style=False
-    )
+    body = dump_yaml(kubelet_configuration(settings, node))
     return HEADER.format(name=node.name) + body
 
 
