@@ -119,13 +119,13 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged:
 
 def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> None:
     stack = converged
-    # The configure step's bundle cut short, as when an apply dies mid-write: the script fails and
+    # The configure-and-start bundle cut short, as when an apply dies mid-write: the script fails and
     # the file it was writing keeps its old content; the next `up` converges.
     config = "/var/lib/kubelet/kubelet-config.yaml"
     before = node_ssh("k8s-node1", f"sha256sum {config}")
     script = stack.stack.export_stack().deployment or {}
     configure = next(
-        r for r in script["resources"] if r["urn"].endswith("::k8s-node1-configure")
+        r for r in script["resources"] if r["urn"].endswith("::k8s-node1-configure-and-start")
     )
     command = configure["inputs"]["create"]
     truncated = f"@@@ homelab-kubelet file {config} 0644\nkind: KubeletConfiguration\n"
