@@ -1,194 +1,289 @@
-"""Sections 1–3 of issue 7 on the lab VMs. A SKELETON: written against tests/e2e/harness.py and
-lab/api.py but never run (the lab was in use by others when it was written); whoever measures
-sections 1–3 finishes it, runs it, and fills docs/benchmarks.md.
+"""Issue 7, sections 1-3 and 5 on the lab: what a real `pulumi up` costs on three nodes.
 
-    venv/bin/python -m bench.lab_apply fresh --runbook PATH   # 1: fresh `pulumi up` vs the runbook script
-    venv/bin/python -m bench.lab_apply steps                  # 2: commands per node on each kind of change
-    venv/bin/python -m bench.lab_apply bytes                  # 3: bytes downloaded on re-apply
+    venv/bin/python -m bench.lab_apply fresh [--rounds 2]   # 1 + 5: fresh up vs the runbook's plain script
+    venv/bin/python -m bench.lab_apply changes              # 2 + 3: commands, SSH sessions, bytes per change
 
-Every phase starts from `reset_nodes()` (the harness's "image state as far as this program is
-concerned") on a lab booted with `lab.up(cgroup)`; the stack is the harness's `LabStack`
-(project copy + file backend in a temp dir, host keys pinned).
+The stack is the end-to-end tests' (tests/e2e/harness.py: the project copied unmodified, a file
+backend in a temp dir, host keys pinned, the real CLI and tls plugin, the command stand-in); the
+lab is booted with `lab.up(cgroup)`. What is counted, and how:
+
+- commands per node: the remote steps the engine created/updated/deleted, from its events;
+- SSH sessions per node: "Accepted publickey" lines in the node's sshd journal, before and
+  after (the probe's own session is subtracted), so they are the node's word, not the program's;
+- bytes: what the lab mirror served with status 200 (its access log, sizes from the files), and
+  the guest's received bytes on its network interface (SSH traffic included);
+- per-node wall time: from the engine event that starts a node's first step to the one that
+  ends its last, stamped when this process receives them;
+- peak memory: this process's VmHWM (it hosts the inline program) and, sampled from /proc, the
+  CLI's and the plugins' (bench/program_scale.py's `ProcessSampler`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
+import statistics
+import sys
 import tempfile
+import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from bench.program_scale import load1, machine, proc_status_kb, sampling
+from bench.runbook_plain import plain_script
+from components.settings import parse_settings
 from lab import api as lab
 from lab import paths as lab_paths
 from tests.e2e.harness import NODES, LabStack, Run, node_ssh, reset_nodes
+from tests.stack_config import load_stack_config
+from tests.toolchain import require_kubelet
 
 STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
-NEW_VERSION = "v1.30.2"  # as tests/e2e/test_lab_up.py; needs `scripts/toolchain kubelet v1.30.2`
-T = TypeVar("T")
+NEW_VERSION = "v1.30.2"  # as tests/e2e/test_lab_up.py
+RAN = ("create", "update", "replace", "create-replacement", "delete", "delete-replaced")
+Result = dict[str, Any]
 
 
-def timed(action: Callable[[], T]) -> tuple[T, float]:
-    start = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - start
+# --- what a node says ------------------------------------------------------------------------
+
+SNAPSHOT = (
+    "journalctl -u ssh.service -o cat --no-pager | grep -c 'Accepted publickey' || true; "
+    "for i in /sys/class/net/*; do [ \"${i##*/}\" = lo ] || cat \"$i/statistics/rx_bytes\"; done"
+)
 
 
-def load1() -> float:
-    return os.getloadavg()[0]
-
-
-def open_lab(work: Path, cgroup: str) -> LabStack:
-    info = lab.up(cgroup=cgroup)
-    lab.mirror_sync()
-    reset_nodes()
-    return LabStack(work, info)
-
-
-# --- 2: commands per node ---------------------------------------------------------------------
-
-
-def commands_per_node(run: Run) -> dict[str, dict[str, int]]:
-    """node -> {operation: how many of its remote steps} for one engine run (from its events).
-    `create`/`update` mean the step's script ran on the node; `same` means it did not."""
-    counts: dict[str, Counter[str]] = {node: Counter() for node in NODES}
-    for name, op in run.ops().items():
-        for node in NODES:
-            step = name.removeprefix(f"{node}-")
-            if step != name and step in STEPS:
-                counts[node][op] += 1
-    return {node: dict(counter) for node, counter in counts.items()}
-
-
-def steps(stack: LabStack) -> dict[str, Any]:
-    """Fresh up, no-op up, a reservation change on one node, a version change on all."""
-    results: dict[str, Any] = {}
-    run, seconds = timed(stack.up)
-    results["fresh"] = {"wall_s": seconds, "per_node": commands_per_node(run)}
-    run, seconds = timed(stack.up)
-    results["no-op"] = {"wall_s": seconds, "per_node": commands_per_node(run)}
-    stack.set("nodes[1].reservations.kubeReserved.memory", "320Mi")
-    run, seconds = timed(stack.up)
-    results["reservation (k8s-node1)"] = {"wall_s": seconds, "per_node": commands_per_node(run)}
-    stack.set("kubernetes.version", NEW_VERSION)
-    run, seconds = timed(stack.up)
-    results[f"version ({NEW_VERSION})"] = {"wall_s": seconds, "per_node": commands_per_node(run)}
-    # TODO: also count SSH sessions per node (e.g. `journalctl -u ssh` lines "Accepted publickey"
-    # between runs), which is what "commands per node" may mean to an operator.
-    return results
-
-
-# --- 3: bytes downloaded --------------------------------------------------------------------
-
-
-def rx_bytes(node: str) -> int:
-    """Bytes received by the guest on its non-loopback interfaces (SSH traffic included)."""
-    output = node_ssh(
-        node, "for i in /sys/class/net/*; do [ \"${i##*/}\" = lo ] || cat \"$i/statistics/rx_bytes\"; done"
-    )
-    return sum(int(line) for line in output.split())
+def snapshot(node: str) -> tuple[int, int]:
+    """(sshd sessions accepted since boot, bytes received) on a node, in one SSH session."""
+    lines = node_ssh(node, SNAPSHOT).split()
+    return int(lines[0]), sum(int(value) for value in lines[1:])
 
 
 MIRROR_GET = re.compile(r'"GET (\S+) HTTP/[\d.]+" 200 ')
 
 
-def mirror_bytes_since(offset: int) -> tuple[int, list[str]]:
-    """Bytes the lab mirror served with 200 after `offset` of its log: python's http.server logs
-    no sizes, so each GET's file size is looked up under the mirror root."""
-    log = lab_paths.lab_dir() / "mirror.log"
-    with log.open("rb") as handle:
+def mirror_log() -> Path:
+    return lab_paths.lab_dir() / "mirror.log"
+
+
+def mirror_served_since(offset: int) -> tuple[int, list[str]]:
+    """Bytes the lab mirror served with 200 after `offset` of its log (http.server logs no sizes,
+    so each file's size is looked up under the mirror root), and the paths."""
+    with mirror_log().open("rb") as handle:
         handle.seek(offset)
         text = handle.read().decode(errors="replace")
-    paths = MIRROR_GET.findall(text)
+    served = MIRROR_GET.findall(text)
     total = 0
-    for url_path in paths:
+    for url_path in served:
         file = lab_paths.mirror_root() / url_path.lstrip("/")
         if file.is_file():
             total += file.stat().st_size
-    return total, paths
+    return total, served
 
 
-def mirror_log_size() -> int:
-    log = lab_paths.lab_dir() / "mirror.log"
-    return log.stat().st_size if log.exists() else 0
+class Probe:
+    """Sessions, received bytes and mirror traffic around one action."""
+
+    def __init__(self) -> None:
+        self.before = {node: snapshot(node) for node in NODES}
+        self.offset = mirror_log().stat().st_size
+
+    def result(self) -> Result:
+        after = {node: snapshot(node) for node in NODES}
+        served, paths = mirror_served_since(self.offset)
+        return {
+            # minus the probe's own session after the action
+            "ssh_sessions": {node: after[node][0] - self.before[node][0] - 1 for node in NODES},
+            "guest_rx_bytes": {node: after[node][1] - self.before[node][1] for node in NODES},
+            "mirror_bytes": served,
+            "mirror_gets": paths,
+        }
 
 
-def downloaded(stack: LabStack, action: Callable[[], Run]) -> dict[str, Any]:
-    before_rx = {node: rx_bytes(node) for node in NODES}
-    offset = mirror_log_size()
-    run, seconds = timed(action)
-    served, gets = mirror_bytes_since(offset)
-    return {
-        "wall_s": seconds,
-        "per_node_rx_bytes": {node: rx_bytes(node) - before_rx[node] for node in NODES},
-        "mirror_bytes": served,
-        "mirror_gets": gets,
-        "per_node": commands_per_node(run),
+# --- what the engine says --------------------------------------------------------------------
+
+
+def node_of(name: str) -> tuple[str, str] | None:
+    for node in NODES:
+        step = name.removeprefix(f"{node}-")
+        if step != name and step in STEPS:
+            return node, step
+    return None
+
+
+def commands_per_node(run: Run) -> dict[str, list[str]]:
+    """node -> the steps whose script ran on it (created, updated, deleted) in one engine run."""
+    ran: dict[str, list[str]] = {node: [] for node in NODES}
+    for name, op in run.ops().items():
+        found = node_of(name)
+        if found and op in RAN:
+            ran[found[0]].append(found[1])
+    return ran
+
+
+def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
+    """`up`, its wall time, and per node the time from its first step starting to its last ending."""
+    stamps: list[tuple[float, Any]] = []
+    run = Run()
+    stack.runs.append(run)
+
+    def on_event(event: Any) -> None:
+        stamps.append((time.perf_counter(), event))
+        run.events.append(event)
+
+    start = time.perf_counter()
+    stack.stack.up(on_event=on_event, color="never")
+    wall = time.perf_counter() - start
+    spans: dict[str, list[float]] = {}
+    for stamp, event in stamps:
+        metadata = None
+        if event.resource_pre_event is not None:
+            metadata = event.resource_pre_event.metadata
+        elif event.res_outputs_event is not None:
+            metadata = event.res_outputs_event.metadata
+        if metadata is None or str(metadata.op.value) == "same":
+            continue
+        found = node_of(metadata.urn.rsplit("::", 1)[1])
+        if found:
+            spans.setdefault(found[0], []).append(stamp)
+    return run, wall, {node: max(times) - min(times) for node, times in spans.items()}
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+# --- 1 + 5: fresh up vs the runbook's plain script -------------------------------------------
+
+
+def plain_runs(stack: LabStack, outputs: Result, wait_healthy: bool) -> Result:
+    """The runbook's plain script on the three nodes at once, one SSH session each."""
+    settings = parse_settings(load_stack_config(stack.stack_file))
+    scripts = {
+        node.name: plain_script(settings, node, ca_pem=outputs["caCertificate"],
+                                kubeconfig=outputs["kubeconfigs"][node.name], wait_healthy=wait_healthy)
+        for node in settings.nodes
     }
-
-
-def bytes_on_reapply(stack: LabStack) -> dict[str, Any]:
-    results = {"fresh": downloaded(stack, stack.up), "no-op re-apply": downloaded(stack, stack.up)}
-    # TODO: a re-apply that reruns install-kubelet with the version unchanged (the case where the
-    # sha256 check should skip the download). Changing downloadBaseUrl to an equivalent URL or a
-    # `--target ... --replace` both have side effects (replacement runs the old delete after the
-    # new create, see components/kubelet_node.py); pick a way and document it before measuring.
-    return results
-
-
-# --- 1: fresh up vs the runbook's plain script ----------------------------------------------
-
-
-def runbook_script(node: str, script: Path) -> float:
-    """Copy the runbook's plain script to the node and run it as root; its wall time.
-    TODO: the runbook's script is not in this repo; it needs the same inputs the program gives a
-    node (kubelet from the lab mirror, certificates, kubeconfig), prepared beforehand and not
-    counted, or counted separately — decide and document before measuring."""
-    lab.scp_to(node, script, "/root/runbook.sh")
-    _, seconds = timed(lambda: node_ssh(node, "bash /root/runbook.sh"))
-    return seconds
-
-
-def fresh(stack: LabStack, script: Path | None) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    run, seconds = timed(stack.up)
-    results["pulumi up (fresh)"] = {"wall_s": seconds, "per_node": commands_per_node(run)}
-    if script is None:
-        results["runbook"] = "not run: pass --runbook PATH"
-        return results
     reset_nodes()
-    # The program runs the nodes in parallel; the runbook is run node after node, as by hand.
-    results["runbook (sequential)"] = {node: runbook_script(node, script) for node in NODES}
+    probe = Probe()
+    per_node: dict[str, float] = {}
+    failures: dict[str, str] = {}
+
+    def run(node: str) -> None:
+        start = time.perf_counter()
+        result = lab.ssh(node, "bash -s", input=scripts[node], timeout=900)
+        per_node[node] = time.perf_counter() - start
+        if result.returncode != 0:
+            failures[node] = str(result.stderr)[-2000:]
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(node,)) for node in NODES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    active = {node: node_ssh(node, "systemctl is-active kubelet.service || true") for node in NODES}
+    return {"wall_s": wall, "per_node_s": per_node, "failures": failures, "kubelet": active,
+            "script_bytes": len(scripts["k8s-node1"]), **probe.result()}
+
+
+def fresh(stack: LabStack, rounds: int) -> Result:
+    results: Result = {"rounds": []}
+    for index in range(rounds):
+        one: Result = {"load1_before": load1()}
+        stack.fresh_nodes()
+        probe = Probe()
+        with sampling() as sampler:
+            run, wall, per_node = timed_up(stack)
+        one["pulumi up (fresh)"] = {
+            "wall_s": wall, "per_node_s": per_node, "commands": commands_per_node(run), **probe.result(),
+            "program_process_peak_rss_kb": proc_status_kb().get("VmHWM", 0),
+            "children_peak_rss_kb": {
+                role: max(r.get("VmHWM", 0) for r in sampler.processes.values() if r["role"] == role)
+                for role in {r["role"] for r in sampler.processes.values()}
+            },
+            "tree_rss_peak_kb": sampler.tree_rss_peak_kb,
+        }
+        one["pulumi preview (after)"] = {"wall_s": timed(lambda: stack.preview())}
+        probe = Probe()
+        run, wall, _ = timed_up(stack)
+        one["pulumi up (no-op)"] = {"wall_s": wall, "commands": commands_per_node(run), **probe.result()}
+        outputs = {key: value.value for key, value in stack.stack.outputs().items()}
+        one["runbook script"] = plain_runs(stack, outputs, wait_healthy=False)
+        one["runbook script + wait for /healthz"] = plain_runs(stack, outputs, wait_healthy=True)
+        one["load1_after"] = load1()
+        results["rounds"].append(one)
+        print(json.dumps({"round": index + 1, **summary_of(one)}), file=sys.stderr)
     return results
+
+
+def summary_of(one: Result) -> Result:
+    return {name: round(entry["wall_s"], 1) for name, entry in one.items() if isinstance(entry, dict)}
+
+
+# --- 2 + 3: what each kind of change costs ---------------------------------------------------
+
+
+def changes(stack: LabStack) -> Result:
+    stack.fresh_nodes()
+    stack.up()
+    base_url = stack.config_object("kubernetes")["downloadBaseUrl"]
+    actions: list[tuple[str, Callable[[], None]]] = [
+        ("no-op re-apply", lambda: None),
+        ("reservation change on k8s-node1 (kubeReserved.memory 320Mi)",
+         lambda: stack.set("nodes[1].reservations.kubeReserved.memory", "320Mi")),
+        (f"version change ({NEW_VERSION})", lambda: stack.set("kubernetes.version", NEW_VERSION)),
+        # The same mirror under another URL (curl drops the dot segment): install-kubelet runs
+        # again with the binary already installed; only its sha256 may be fetched.
+        ("re-apply of install-kubelet, binary already installed (downloadBaseUrl + '/.')",
+         lambda: stack.set("kubernetes.downloadBaseUrl", base_url + "/.")),
+    ]
+    results: Result = {}
+    for name, change in actions:
+        change()
+        probe = Probe()
+        run, wall, per_node = timed_up(stack)
+        results[name] = {"wall_s": wall, "per_node_s": per_node, "commands": commands_per_node(run),
+                         **probe.result(), "load1": load1()}
+        print(json.dumps({name: {"wall_s": round(wall, 1), "commands": results[name]["commands"],
+                                 "ssh_sessions": results[name]["ssh_sessions"],
+                                 "mirror_bytes": results[name]["mirror_bytes"]}}), file=sys.stderr)
+    return results
+
+
+def medians(rounds: list[Result]) -> Result:
+    names = [name for name, entry in rounds[0].items() if isinstance(entry, dict)]
+    return {name: statistics.median(r[name]["wall_s"] for r in rounds) for name in names}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("fresh", "steps", "bytes"))
+    parser.add_argument("section", choices=("fresh", "changes"))
     parser.add_argument("--cgroup", choices=lab_paths.CGROUP_MODES, default="v2")
-    parser.add_argument("--runbook", type=Path, help="the runbook's plain script (section 1)")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh: rounds of (up, runbook script)")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
+    require_kubelet("v1.30.1", "amd64")
+    require_kubelet(NEW_VERSION, "amd64")
+    info = lab.up(cgroup=args.cgroup)
+    lab.mirror_sync()
     with tempfile.TemporaryDirectory(prefix="bench-lab-") as temp:
-        stack = open_lab(Path(temp), args.cgroup)
-        load_before = load1()
+        stack = LabStack(Path(temp), info)
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         try:
-            if args.section == "fresh":
-                results = fresh(stack, args.runbook)
-            elif args.section == "steps":
-                results = steps(stack)
-            else:
-                results = bytes_on_reapply(stack)
+            results = fresh(stack, args.rounds) if args.section == "fresh" else changes(stack)
         finally:
             reset_nodes()
-    report = {"section": args.section, "cgroup": args.cgroup, "load1_before": load_before,
-              "load1_after": load1(), "results": results}
-    text = json.dumps(report, indent=2)
+    report: Result = {"section": args.section, "cgroup": args.cgroup, "started": started,
+                      "machine": machine(), "results": results}
+    if args.section == "fresh":
+        report["median_wall_s"] = medians(results["rounds"])
+    text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:
         args.json.write_text(text)
