@@ -227,6 +227,8 @@ def classify(argv: Sequence[str]) -> str:
         return "program (pulumi-language-python-exec)"
     if "mypy" in joined:
         return "typechecker (mypy)"
+    if "standins/command/provider.py" in joined:
+        return "plugin command (stand-in)"
     if name.startswith("pulumi-resource-"):
         return "plugin " + name.removeprefix("pulumi-resource-")
     if name.startswith("pulumi-language-"):
