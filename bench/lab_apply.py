@@ -9,7 +9,8 @@ lab is booted with `lab.up(cgroup)`. What is counted, and how:
 
 - commands per node: the remote steps the engine created/updated/deleted, from its events;
 - SSH sessions per node: "Accepted publickey" lines in the node's sshd journal, before and
-  after (the probe's own session is subtracted), so they are the node's word, not the program's;
+  after (the probe's own session is subtracted; probes and the runbook script use an SSH
+  connection of their own, never the lab's multiplexed one), so they are the node's word;
 - bytes: what the lab mirror served with status 200 (its access log, sizes from the files), and
   the guest's received bytes on its network interface (SSH traffic included);
 - per-node wall time: from the engine event that starts a node's first step to the one that
@@ -24,6 +25,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -55,9 +57,21 @@ SNAPSHOT = (
 )
 
 
+def own_ssh(
+    node: str, command: str, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """An SSH session of its own (lab.ssh multiplexes over one connection, which sshd logs once)."""
+    argv = lab.ssh_argv(node)
+    argv = [argv[0], "-o", "ControlMaster=no", "-o", "ControlPath=none", *argv[1:]]
+    return subprocess.run([*argv, "--", command], capture_output=True, text=True, input=input, timeout=timeout)
+
+
 def snapshot(node: str) -> tuple[int, int]:
     """(sshd sessions accepted since boot, bytes received) on a node, in one SSH session."""
-    lines = node_ssh(node, SNAPSHOT).split()
+    result = own_ssh(node, SNAPSHOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{node}: snapshot failed: {result.stderr}")
+    lines = result.stdout.split()
     return int(lines[0]), sum(int(value) for value in lines[1:])
 
 
@@ -175,7 +189,7 @@ def plain_runs(stack: LabStack, outputs: Result, wait_healthy: bool) -> Result:
 
     def run(node: str) -> None:
         start = time.perf_counter()
-        result = lab.ssh(node, "bash -s", input=scripts[node], timeout=900)
+        result = own_ssh(node, "bash -s", input=scripts[node], timeout=900)
         per_node[node] = time.perf_counter() - start
         if result.returncode != 0:
             failures[node] = str(result.stderr)[-2000:]
