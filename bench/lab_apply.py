@@ -138,7 +138,8 @@ def commands_per_node(run: Run) -> dict[str, list[str]]:
 
 
 def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
-    """`up`, its wall time, and per node the time from its first step starting to its last ending."""
+    """`up`, its wall time, and per node the time from its first step starting to its last ending
+    (per step, from its start to its end, in STEP_SECONDS)."""
     stamps: list[tuple[float, Any]] = []
     run = Run()
     stack.runs.append(run)
@@ -151,6 +152,7 @@ def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
     stack.stack.up(on_event=on_event, color="never")
     wall = time.perf_counter() - start
     spans: dict[str, list[float]] = {}
+    step_spans: dict[str, list[float]] = {}
     for stamp, event in stamps:
         metadata = None
         if event.resource_pre_event is not None:
@@ -159,10 +161,17 @@ def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
             metadata = event.res_outputs_event.metadata
         if metadata is None or str(metadata.op.value) == "same":
             continue
-        found = node_of(metadata.urn.rsplit("::", 1)[1])
+        name = metadata.urn.rsplit("::", 1)[1]
+        found = node_of(name)
         if found:
             spans.setdefault(found[0], []).append(stamp)
+            step_spans.setdefault(name, []).append(stamp)
+    STEP_SECONDS.clear()
+    STEP_SECONDS.update({name: max(times) - min(times) for name, times in step_spans.items()})
     return run, wall, {node: max(times) - min(times) for node, times in spans.items()}
+
+
+STEP_SECONDS: dict[str, float] = {}  # of the last timed_up: step resource -> seconds
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -215,7 +224,8 @@ def fresh(stack: LabStack, rounds: int) -> Result:
         with sampling() as sampler:
             run, wall, per_node = timed_up(stack)
         one["pulumi up (fresh)"] = {
-            "wall_s": wall, "per_node_s": per_node, "commands": commands_per_node(run), **probe.result(),
+            "wall_s": wall, "per_node_s": per_node, "per_step_s": dict(STEP_SECONDS),
+            "commands": commands_per_node(run), **probe.result(),
             "program_process_peak_rss_kb": proc_status_kb().get("VmHWM", 0),
             "children_peak_rss_kb": {
                 role: max(r.get("VmHWM", 0) for r in sampler.processes.values() if r["role"] == role)
