@@ -137,9 +137,9 @@ def commands_per_node(run: Run) -> dict[str, list[str]]:
     return ran
 
 
-def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
-    """`up`, its wall time, and per node the time from its first step starting to its last ending
-    (per step, from its start to its end, in STEP_SECONDS)."""
+def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float], dict[str, float]]:
+    """`up`, its wall time, per node the time from its first step starting to its last ending,
+    and per step resource the time from its start to its end."""
     stamps: list[tuple[float, Any]] = []
     run = Run()
     stack.runs.append(run)
@@ -166,12 +166,10 @@ def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float]]:
         if found:
             spans.setdefault(found[0], []).append(stamp)
             step_spans.setdefault(name, []).append(stamp)
-    STEP_SECONDS.clear()
-    STEP_SECONDS.update({name: max(times) - min(times) for name, times in step_spans.items()})
-    return run, wall, {node: max(times) - min(times) for node, times in spans.items()}
+    def durations(groups: dict[str, list[float]]) -> dict[str, float]:
+        return {key: max(times) - min(times) for key, times in groups.items()}
 
-
-STEP_SECONDS: dict[str, float] = {}  # of the last timed_up: step resource -> seconds
+    return run, wall, durations(spans), durations(step_spans)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -222,9 +220,9 @@ def fresh(stack: LabStack, rounds: int) -> Result:
         stack.fresh_nodes()
         probe = Probe()
         with sampling() as sampler:
-            run, wall, per_node = timed_up(stack)
+            run, wall, per_node, per_step = timed_up(stack)
         one["pulumi up (fresh)"] = {
-            "wall_s": wall, "per_node_s": per_node, "per_step_s": dict(STEP_SECONDS),
+            "wall_s": wall, "per_node_s": per_node, "per_step_s": per_step,
             "commands": commands_per_node(run), **probe.result(),
             "program_process_peak_rss_kb": proc_status_kb().get("VmHWM", 0),
             "children_peak_rss_kb": {
@@ -235,7 +233,7 @@ def fresh(stack: LabStack, rounds: int) -> Result:
         }
         one["pulumi preview (after)"] = {"wall_s": timed(lambda: stack.preview())}
         probe = Probe()
-        run, wall, _ = timed_up(stack)
+        run, wall, _, _ = timed_up(stack)
         one["pulumi up (no-op)"] = {"wall_s": wall, "commands": commands_per_node(run), **probe.result()}
         outputs = {key: value.value for key, value in stack.stack.outputs().items()}
         one["runbook script"] = plain_runs(stack, outputs, wait_healthy=False)
@@ -271,7 +269,7 @@ def changes(stack: LabStack) -> Result:
     for name, change in actions:
         change()
         probe = Probe()
-        run, wall, per_node = timed_up(stack)
+        run, wall, per_node, _ = timed_up(stack)
         results[name] = {"wall_s": wall, "per_node_s": per_node, "commands": commands_per_node(run),
                          **probe.result(), "load1": load1()}
         print(json.dumps({name: {"wall_s": round(wall, 1), "commands": results[name]["commands"],
