@@ -560,3 +560,11 @@ def test_allocatable_variant_override() -> None:
     result = allocatable(node.reservations, 4, 8 * GI)
     # 4000 - 256 - 512 = 3232; 8192 - 256 - 768 - 100 = 7068
     assert (result["cpu"], result["memory"]) == ("3232m", "7068Mi")
+
+
+@pytest.mark.parametrize("stack_name", sorted(STACKS))
+def test_configure_file_paths_match_the_rendered_files(stack_name: str) -> None:
+    # The delete script lists the paths without rendering; it must remove exactly what is written.
+    settings, node = stack(stack_name)
+    rendered = [file.path for file in node_scripts.configure_files(settings, node)]
+    assert node_scripts.configure_file_paths(settings, node) == rendered
