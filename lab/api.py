@@ -175,14 +175,34 @@ def _write_known_hosts(nodes: list[Node]) -> None:
     paths.known_hosts_path().write_text("\n".join(lines) + "\n")
 
 
-_FACT_KEY = re.compile(r"LAB-HOSTKEY (ssh-[a-z0-9-]+) ([A-Za-z0-9+/]+=*)")
-_FACT_MID = re.compile(r"LAB-MACHINEID ([0-9a-f]{32})")
+# Facts are whole console lines (the kernel log ends each with CR LF): a line still being written
+# when the log is read must not count, or a truncated key gets pinned and SSH fails for good.
+_FACT_KEY = re.compile(r"LAB-HOSTKEY (ssh-[a-z0-9-]+) ([A-Za-z0-9+/]+=*)\r?\n")
+_FACT_MID = re.compile(r"LAB-MACHINEID ([0-9a-f]{32})\r?\n")
+_FACT_DONE = re.compile(r"LAB-FIRSTBOOT-DONE (\S+)\r?\n")
 
 
-def _console_facts(console: Path) -> tuple[list[str], str, bool]:
-    """The host keys, machine-id and first-boot flag the VM printed on its serial console."""
+def _is_whole_key_blob(kind: str, blob: bytes) -> bool:
+    """True when ``blob`` is a complete SSH public key of ``kind``: length-prefixed strings that
+    use up every byte, the first naming the key type (a truncated blob fails this)."""
+    fields: list[bytes] = []
+    i = 0
+    while i < len(blob):
+        if i + 4 > len(blob):
+            return False
+        n = int.from_bytes(blob[i:i + 4], "big")
+        if i + 4 + n > len(blob):
+            return False
+        fields.append(blob[i + 4:i + 4 + n])
+        i += 4 + n
+    return len(fields) >= 2 and fields[0] == kind.encode() and all(fields[1:])
+
+
+def _console_facts(console: Path, name: str) -> tuple[list[str], str, bool]:
+    """The host keys and machine-id the VM printed on its serial console, and whether its first
+    boot has finished printing them (the ``LAB-FIRSTBOOT-DONE <name>`` line)."""
     try:
-        text = console.read_text(errors="replace")
+        text = console.read_bytes().decode(errors="replace")  # not read_text: it turns a lone CR into LF
     except OSError:
         return [], "", False
     keys: list[str] = []
@@ -191,10 +211,11 @@ def _console_facts(console: Path) -> tuple[list[str], str, bool]:
             blob = base64.b64decode(b64, validate=True)
         except ValueError:
             continue
-        if kind.encode() in blob and f"{kind} {b64}" not in keys:
+        if _is_whole_key_blob(kind, blob) and f"{kind} {b64}" not in keys:
             keys.append(f"{kind} {b64}")
     mids = _FACT_MID.findall(text)
-    return keys, (mids[-1] if mids else ""), bool(keys)
+    done = name in _FACT_DONE.findall(text)
+    return keys, (mids[-1] if mids else ""), done and bool(keys)
 
 
 # ---------------------------------------------------------------- up / down / status
@@ -301,20 +322,23 @@ def _boot(cgroup: str, progress: paths.Progress, timeout: float) -> LabInfo:
 
 def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout: float) -> None:
     pending = {n.name for n in info.nodes}
+    last_error: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while pending:
         if time.monotonic() > deadline:
-            raise LabError(f"timed out waiting for {sorted(pending)}; see the console logs in {paths.run_dir()}")
+            why = "; ".join(f"{name}: {last_error.get(name) or 'first boot not finished'}" for name in sorted(pending))
+            raise LabError(f"timed out waiting for {sorted(pending)} ({why}); "
+                           f"see the console logs in {paths.run_dir()}")
         for n in info.nodes:
             if n.name not in pending:
                 continue
             if not proc.is_ours(n.pid, n.marker):
                 log = Path(n.console_log).with_name(f"{n.name}.qemu.log")
                 raise LabError(f"{n.name}: qemu exited; see {log} and {n.console_log}")
-            if not n.host_keys:
-                keys, mid, done = _console_facts(Path(n.console_log))
-                if not done:
-                    continue
+            keys, mid, done = _console_facts(Path(n.console_log), n.name)
+            if not done:
+                continue
+            if keys != n.host_keys:
                 n.host_keys, n.machine_id = keys, mid
                 _write_known_hosts([m for m in info.nodes if m.host_keys])
                 progress(f"{n.name}: first boot done, host key {n.fingerprint()}")
@@ -324,6 +348,8 @@ def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout:
                 n.boot_seconds = round(progress.elapsed() - t_boot, 1)
                 pending.discard(n.name)
                 progress(f"{n.name}: SSH answers ({n.boot_seconds}s after start)")
+            else:
+                last_error[n.name] = f"ssh exit {r.returncode}: {r.stderr.strip()[-300:] or 'no message'}"
         if pending:
             time.sleep(2)
 
