@@ -408,7 +408,9 @@ DEFAULT_CONTAINERD_CONFIG = (
 )
 
 
-def run_configure(tmp_path: Path, default_fails: bool) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+def run_configure(
+    tmp_path: Path, default_fails: bool, manage_driver: bool = True, need_daemon_reload: str = "no",
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     fake = tmp_path / "bin"
     fake.mkdir()
     calls = tmp_path / "calls"
@@ -423,8 +425,11 @@ def run_configure(tmp_path: Path, default_fails: bool) -> tuple[subprocess.Compl
            f"  default) printf '%s' '{DEFAULT_CONTAINERD_CONFIG}' ;;\n")
         + "esac\n"
     )
-    # Stand-in for systemctl: records the call.
-    (fake / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >>{calls}\n')
+    # Stand-in for systemctl: records the call; `show` answers NeedDaemonReload for both units.
+    (fake / "systemctl").write_text(
+        f'#!/bin/sh\necho "systemctl $*" >>{calls}\n'
+        f'[ "$1" != show ] || printf "{need_daemon_reload}\\n{need_daemon_reload}\\n"\n'
+    )
     for tool in ("containerd", "systemctl"):
         (fake / tool).chmod(0o755)
     config = tmp_path / "etc-containerd" / "config.toml"
@@ -443,7 +448,7 @@ def run_configure(tmp_path: Path, default_fails: bool) -> tuple[subprocess.Compl
             "STATE_DIR": str(tmp_path / "state"),
             "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
             "CONTAINERD_CONFIG": str(config),
-            "MANAGE_CONTAINERD_CGROUP_DRIVER": True,
+            "MANAGE_CONTAINERD_CGROUP_DRIVER": manage_driver,
             "RUNTIME_SOCKET": str(sock),
             "KUBE_SLICE": "kube.slice",
         },
@@ -466,7 +471,29 @@ def test_configure_sets_systemd_cgroup_and_keeps_the_original(tmp_path: Path) ->
     assert "SystemdCgroup = false" not in config.read_text()
     assert (tmp_path / "state" / "containerd-config.toml.orig").read_text() == ORIGINAL_CONTAINERD_CONFIG
     assert f"changed {config}" in result.stdout
-    assert "systemctl restart containerd.service" in calls.read_text().splitlines()
+    # One daemon-reload, after the unit is enabled without its own implicit reload, before the restart.
+    systemctl = [line for line in calls.read_text().splitlines() if line.startswith("systemctl ")]
+    assert systemctl == [
+        "systemctl enable --quiet --no-reload kubelet.service",
+        "systemctl daemon-reload",
+        "systemctl restart containerd.service",
+    ]
+
+
+@pytest.mark.parametrize("need_daemon_reload", ["no", "yes"])
+def test_configure_reloads_systemd_only_when_a_unit_changed_or_systemd_asks(
+    tmp_path: Path, need_daemon_reload: str,
+) -> None:
+    # Nothing in the bundle and containerd left alone: reload only when systemd reports a unit file
+    # newer than what it loaded (a run interrupted after writing the file).
+    result, _, calls = run_configure(tmp_path, default_fails=False, manage_driver=False,
+                                     need_daemon_reload=need_daemon_reload)
+    assert result.returncode == 0, result.stderr
+    systemctl = calls.read_text().splitlines()
+    assert systemctl[0] == "systemctl enable --quiet --no-reload kubelet.service"
+    assert systemctl[1].startswith("systemctl show -p NeedDaemonReload --value kubelet.service")
+    assert ("systemctl daemon-reload" in systemctl) == (need_daemon_reload == "yes")
+    assert "systemctl restart containerd.service" not in systemctl
 
 
 def test_configure_leaves_containerd_config_alone_when_default_fails(tmp_path: Path) -> None:
@@ -513,3 +540,4 @@ def test_preflight_collects_every_error_without_a_shell_error() -> None:
     assert any("preflight: arch: the node is" in line and "arch: no-such-arch" in line for line in lines)
     for line in lines:
         assert line.startswith(("ERROR [k8s-node1] preflight: ", "[k8s-node1] warning: ")), line
+

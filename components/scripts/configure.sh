@@ -1,5 +1,6 @@
 # Write the kubelet configuration, systemd units, slices and the cgroup helper from the bundle
-# on stdin; make the container runtime fit (cgroup driver, slice); reload systemd if needed.
+# on stdin; make the container runtime fit (cgroup driver, slice); enable the kubelet unit and
+# reload systemd if needed.
 
 install -d -m 0755 "$STATIC_POD_PATH" "$KUBELET_DIR" "$STATE_DIR"
 changes=$(unpack_bundle)
@@ -22,9 +23,15 @@ if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ] &&
   containerd_changed=true
 fi
 
-case "$changes" in *"/etc/systemd/"*) systemctl daemon-reload ;; esac
-if [ "$containerd_changed" = true ]; then
+# One daemon-reload for everything (each costs seconds on a small node). Also when a unit file is
+# newer than what systemd loaded: a run interrupted after writing it left no "changed" line.
+systemctl enable --quiet --no-reload kubelet.service || fail "systemctl enable kubelet.service failed"
+case "$changes" in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
+if [ "$systemd_changed" = true ] || [ "$containerd_changed" = true ] ||
+  systemctl show -p NeedDaemonReload --value kubelet.service containerd.service | grep -qx yes; then
   systemctl daemon-reload
+fi
+if [ "$containerd_changed" = true ]; then
   systemctl restart containerd.service
   for _ in $(seq 1 30); do
     [ -S "$RUNTIME_SOCKET" ] && break

@@ -2,8 +2,7 @@
 # and an `ok` from /healthz can come seconds before the container manager dies with a fatal
 # error, so also watch the restart counter over a settle window and the journal for F-lines.
 
-systemctl daemon-reload
-systemctl enable --quiet kubelet.service || fail "systemctl enable kubelet.service failed"
+# Runs after configure.sh, which enabled the unit and reloaded systemd when needed.
 started=$(date +%s)
 systemctl restart kubelet.service
 log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"

@@ -60,9 +60,11 @@ fail() {
 # leaves a half-written file. Prints "changed PATH" only when content or mode differ.
 install_file() {
   local path=$1 mode=$2 dir tmp
-  dir=$(dirname "$path")
-  install -d -m 0755 "$dir"
-  tmp=$(mktemp "$dir/.$(basename "$path").XXXXXX")
+  # Parameter expansion, not dirname/basename: every process costs on a slow node.
+  dir=${path%/*}
+  dir=${dir:-/}
+  [ -d "$dir" ] || install -d -m 0755 "$dir"
+  tmp=$(mktemp "$dir/.${path##*/}.XXXXXX")
   cat >"$tmp"
   chmod "$mode" "$tmp"
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
@@ -109,7 +111,8 @@ cgroup_version() {
   esac
 }
 # Write the kubelet configuration, systemd units, slices and the cgroup helper from the bundle
-# on stdin; make the container runtime fit (cgroup driver, slice); reload systemd if needed.
+# on stdin; make the container runtime fit (cgroup driver, slice); enable the kubelet unit and
+# reload systemd if needed.
 
 install -d -m 0755 "$STATIC_POD_PATH" "$KUBELET_DIR" "$STATE_DIR"
 changes=$(unpack_bundle)
@@ -132,9 +135,15 @@ if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ] &&
   containerd_changed=true
 fi
 
-case "$changes" in *"/etc/systemd/"*) systemctl daemon-reload ;; esac
-if [ "$containerd_changed" = true ]; then
+# One daemon-reload for everything (each costs seconds on a small node). Also when a unit file is
+# newer than what systemd loaded: a run interrupted after writing it left no "changed" line.
+systemctl enable --quiet --no-reload kubelet.service || fail "systemctl enable kubelet.service failed"
+case "$changes" in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
+if [ "$systemd_changed" = true ] || [ "$containerd_changed" = true ] ||
+  systemctl show -p NeedDaemonReload --value kubelet.service containerd.service | grep -qx yes; then
   systemctl daemon-reload
+fi
+if [ "$containerd_changed" = true ]; then
   systemctl restart containerd.service
   for _ in $(seq 1 30); do
     [ -S "$RUNTIME_SOCKET" ] && break
@@ -147,8 +156,7 @@ fi
 # and an `ok` from /healthz can come seconds before the container manager dies with a fatal
 # error, so also watch the restart counter over a settle window and the journal for F-lines.
 
-systemctl daemon-reload
-systemctl enable --quiet kubelet.service || fail "systemctl enable kubelet.service failed"
+# Runs after configure.sh, which enabled the unit and reloaded systemd when needed.
 started=$(date +%s)
 systemctl restart kubelet.service
 log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"
