@@ -239,7 +239,9 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
     }
     return StepScripts(
         create=command_line(
-            render_script("configure and start kubelet", node, variables, "configure.sh", "start-kubelet.sh"),
+            render_script(
+                "configure and start kubelet", node, variables, "rollback.sh", "configure.sh", "start-kubelet.sh"
+            ),
             node,
         ),
         delete=command_line(render_script("unconfigure", node, removal, "unconfigure.sh"), node),

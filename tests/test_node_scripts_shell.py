@@ -541,3 +541,115 @@ def test_preflight_collects_every_error_without_a_shell_error() -> None:
     for line in lines:
         assert line.startswith(("ERROR [k8s-node1] preflight: ", "[k8s-node1] warning: ")), line
 
+
+# --- rollback.sh: a failed configure-and-start leaves the node as it found it ----------------------
+
+
+def run_configure_then(
+    tmp_path: Path, kubelet_was: str, then: str, files: list[NodeFile], systemd_cgroup: bool = True,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """rollback.sh + configure.sh with stand-in systemctl/containerd, then `then` (shell text),
+    with `files` as the bundle on stdin. Returns the run and the systemctl calls."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    active, enabled = ("active", "enabled") if kubelet_was == "running" else ("inactive", "disabled")
+    (fake / "systemctl").write_text(
+        f'#!/bin/sh\necho "systemctl $*" >>{calls}\n'
+        'case "$1" in\n'
+        f'  is-active) echo {active} ;;\n  is-enabled) echo {enabled} ;;\n  show) echo no ;;\n'
+        "esac\n"
+    )
+    (fake / "containerd").write_text(f"#!/bin/sh\necho 'SystemdCgroup = {str(systemd_cgroup).lower()}'\n")
+    for tool in ("systemctl", "containerd"):
+        (fake / tool).chmod(0o755)
+    _, node = stack("homelab")
+    script = node_scripts.render_script(
+        "configure and start kubelet", node,
+        {
+            "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
+            "KUBELET_DIR": str(tmp_path / "kubelet"),
+            "STATE_DIR": str(tmp_path / "state"),
+            "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
+            "CONTAINERD_CONFIG": str(tmp_path / "config.toml"),
+            "MANAGE_CONTAINERD_CGROUP_DRIVER": True,
+            "RUNTIME_SOCKET": str(tmp_path / "c.sock"),
+            "KUBE_SLICE": "kube.slice",
+        },
+        "rollback.sh", "configure.sh",
+    ) + then + "\n"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / "c.sock"))
+        result = subprocess.run(
+            ["bash", "-c", script], input=pack(files), capture_output=True, text=True, check=False,
+            env={"PATH": f"{fake}:/usr/bin:/bin"},
+        )
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("kubelet_was", ["running", "stopped"])
+def test_failure_after_writing_puts_the_previous_files_back(tmp_path: Path, kubelet_was: str) -> None:
+    existing, new = tmp_path / "kubelet" / "kubelet-config.yaml", tmp_path / "etc" / "kubelet.service"
+    existing.parent.mkdir()
+    existing.write_text("the previous config\n")
+    existing.chmod(0o600)
+    result, systemctl = run_configure_then(
+        tmp_path, kubelet_was, 'fail "kubelet not healthy (stand-in failure)"',
+        [NodeFile(str(existing), "0600", "a new config\n"), NodeFile(str(new), "0644", "[Unit]\n")],
+    )
+    assert result.returncode == 1
+    assert f"changed {existing}" in result.stdout and f"changed {new}" in result.stdout
+    assert "ERROR [k8s-node1]: kubelet not healthy (stand-in failure)" in result.stderr
+    assert "rolled back: put back the 2 file(s) this run changed" in result.stderr
+    assert existing.read_text() == "the previous config\n"
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o600
+    assert not new.exists()
+    assert list((tmp_path / "state").iterdir()) == []  # no rollback copies left behind
+    after_failure = systemctl[systemctl.index("systemctl stop kubelet.service"):]
+    if kubelet_was == "running":
+        assert after_failure == ["systemctl stop kubelet.service", "systemctl daemon-reload",
+                                 "systemctl start kubelet.service"]
+    else:
+        assert after_failure == ["systemctl stop kubelet.service",
+                                 "systemctl disable --quiet --no-reload kubelet.service",
+                                 "systemctl daemon-reload"]
+
+
+def test_success_keeps_the_new_files_and_leaves_no_rollback_copies(tmp_path: Path) -> None:
+    existing = tmp_path / "kubelet" / "kubelet-config.yaml"
+    existing.parent.mkdir()
+    existing.write_text("the previous config\n")
+    result, systemctl = run_configure_then(
+        tmp_path, "running", 'log "started (stand-in)"', [NodeFile(str(existing), "0644", "a new config\n")],
+    )
+    assert result.returncode == 0, result.stderr
+    assert existing.read_text() == "a new config\n"
+    assert "rolled back" not in result.stderr
+    assert "systemctl stop kubelet.service" not in systemctl
+    assert list((tmp_path / "state").iterdir()) == []
+
+
+def test_failure_before_any_change_rolls_nothing_back(tmp_path: Path) -> None:
+    existing = tmp_path / "kubelet" / "kubelet-config.yaml"
+    existing.parent.mkdir()
+    existing.write_text("the previous config\n")
+    result, systemctl = run_configure_then(
+        tmp_path, "running", 'fail "unreachable"', [NodeFile(str(existing), "0644", "the previous config\n")],
+    )
+    assert result.returncode == 1
+    assert "rolled back" not in result.stderr
+    assert "systemctl stop kubelet.service" not in systemctl
+
+
+def test_rollback_gives_containerd_its_config_back_and_restarts_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(ORIGINAL_CONTAINERD_CONFIG)
+    result, systemctl = run_configure_then(tmp_path, "running", 'fail "stand-in failure"', [], systemd_cgroup=False)
+    assert result.returncode == 1
+    assert f"changed {config}" in result.stdout
+    assert "ERROR [k8s-node1]: stand-in failure" in result.stderr
+    assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
+    assert systemctl[systemctl.index("systemctl stop kubelet.service"):] == [
+        "systemctl stop kubelet.service", "systemctl daemon-reload", "systemctl restart containerd.service",
+        "systemctl start kubelet.service",
+    ]

@@ -102,10 +102,16 @@ def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> No
 
 def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
     stack = converged
+    unit = "/etc/systemd/system/kubelet.service"
+    before = node_ssh("k8s-node2", f"sha256sum {unit}")
     # A flag overrides the config file: a reserved cgroup that does not exist is fatal.
     stack.set("nodes[2].extraArgs.kube-reserved-cgroup", "/missing.slice")
     try:
         message = failed_up(stack)
+        # The failed step put the node back as the state still describes it: the previous unit,
+        # the kubelet running again.
+        assert node_ssh("k8s-node2", f"sha256sum {unit}") == before
+        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
     finally:
         stack.set_object("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
                                  for n in stack.config_object("nodes")])
@@ -113,7 +119,9 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged:
     assert "last lines of journalctl -u kubelet.service" in message
     assert "Failed to enforce Kube Reserved Cgroup Limits" in message
     assert "hint: Reserved cgroup" in message
-    stack.up()
+    assert "rolled back: put back the" in message
+    # Node and state agree again, so with the flag gone there is nothing to do.
+    assert stack.up().changed() == {}
     assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
 
 

@@ -31,6 +31,18 @@ install_file() {
     rm -f "$tmp"
     return 0
   fi
+  local saved="${ROLLBACK_DIR:-}/${path//\//%}"
+  if [ -n "${ROLLBACK_DIR:-}" ] && [ ! -e "$saved" ]; then
+    # Keep what the first change of this path replaces, for rollback.sh (set only by the steps
+    # that roll back). A new file is noted as "-": rolling back removes it.
+    if [ -e "$path" ]; then
+      cp -p "$path" "$saved"
+      printf '%s\t%s\n' "${saved##*/}" "$path" >>"$ROLLBACK_DIR/manifest"
+    else
+      : >"$saved"
+      printf '%s\t%s\n' - "$path" >>"$ROLLBACK_DIR/manifest"
+    fi
+  fi
   mv -f "$tmp" "$path"
   echo "changed $path"
 }
