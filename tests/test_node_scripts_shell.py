@@ -408,39 +408,22 @@ DEFAULT_CONTAINERD_CONFIG = (
 )
 
 
-def run_configure(
-    tmp_path: Path, default_fails: bool, manage_driver: bool = True, need_daemon_reload: str = "no",
-) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+def run_configure_bodies(
+    tmp_path: Path, tools: dict[str, str], bodies: tuple[str, ...], stdin: str, config: Path,
+    manage_driver: bool = True, then: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """Render `bodies` (configure.sh, optionally after rollback.sh) with every path under tmp_path,
+    followed by `then` (shell text), and run it with `stdin` and the stand-in `tools` (name ->
+    /bin/sh body) first on PATH; a listening socket stands in for the runtime's."""
     fake = tmp_path / "bin"
-    fake.mkdir()
-    calls = tmp_path / "calls"
-    # Stand-in for containerd: `config dump` shows runc without SystemdCgroup; `config default`
-    # prints a minimal default config, or fails.
-    (fake / "containerd").write_text(
-        "#!/bin/sh\n"
-        f'echo "containerd $*" >>{calls}\n'
-        'case "$2" in\n'
-        f"  dump) printf '%s' '{DEFAULT_CONTAINERD_CONFIG}' ;;\n"
-        + ("  default) echo 'containerd: failed to load plugin config' >&2; exit 1 ;;\n" if default_fails else
-           f"  default) printf '%s' '{DEFAULT_CONTAINERD_CONFIG}' ;;\n")
-        + "esac\n"
-    )
-    # Stand-in for systemctl: records the call; `show` answers NeedDaemonReload for both units.
-    (fake / "systemctl").write_text(
-        f'#!/bin/sh\necho "systemctl $*" >>{calls}\n'
-        f'[ "$1" != show ] || printf "{need_daemon_reload}\\n{need_daemon_reload}\\n"\n'
-    )
-    for tool in ("containerd", "systemctl"):
-        (fake / tool).chmod(0o755)
-    config = tmp_path / "etc-containerd" / "config.toml"
-    config.parent.mkdir()
-    config.write_text(ORIGINAL_CONTAINERD_CONFIG)
+    fake.mkdir(exist_ok=True)
+    for name, body in tools.items():
+        (fake / name).write_text("#!/bin/sh\n" + body)
+        (fake / name).chmod(0o755)
     sock = tmp_path / "c.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(sock))
     _, node = stack("homelab")
     script = node_scripts.render_script(
-        "configure",
+        "configure and start kubelet",
         node,
         {
             "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
@@ -452,15 +435,41 @@ def run_configure(
             "RUNTIME_SOCKET": str(sock),
             "KUBE_SLICE": "kube.slice",
         },
-        "configure.sh",
-    )
-    try:
-        result = subprocess.run(
-            ["bash", "-c", script], input="", capture_output=True, text=True, check=False,
+        *bodies,
+    ) + then + "\n"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(sock))
+        return subprocess.run(
+            ["bash", "-c", script], input=stdin, capture_output=True, text=True, check=False,
             env={"PATH": f"{fake}:/usr/bin:/bin"},
         )
-    finally:
-        listener.close()
+
+
+def run_configure(
+    tmp_path: Path, default_fails: bool, manage_driver: bool = True, need_daemon_reload: str = "no",
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    calls = tmp_path / "calls"
+    tools = {
+        # Stand-in for containerd: `config dump` shows runc without SystemdCgroup; `config default`
+        # prints a minimal default config, or fails.
+        "containerd": (
+            f'echo "containerd $*" >>{calls}\n'
+            'case "$2" in\n'
+            f"  dump) printf '%s' '{DEFAULT_CONTAINERD_CONFIG}' ;;\n"
+            + ("  default) echo 'containerd: failed to load plugin config' >&2; exit 1 ;;\n" if default_fails else
+               f"  default) printf '%s' '{DEFAULT_CONTAINERD_CONFIG}' ;;\n")
+            + "esac\n"
+        ),
+        # Stand-in for systemctl: records the call; `show` answers NeedDaemonReload for both units.
+        "systemctl": (
+            f'echo "systemctl $*" >>{calls}\n'
+            f'[ "$1" != show ] || printf "{need_daemon_reload}\\n{need_daemon_reload}\\n"\n'
+        ),
+    }
+    config = tmp_path / "etc-containerd" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(ORIGINAL_CONTAINERD_CONFIG)
+    result = run_configure_bodies(tmp_path, tools, ("configure.sh",), "", config, manage_driver)
     return result, config, calls
 
 
@@ -550,40 +559,20 @@ def run_configure_then(
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """rollback.sh + configure.sh with stand-in systemctl/containerd, then `then` (shell text),
     with `files` as the bundle on stdin. Returns the run and the systemctl calls."""
-    fake = tmp_path / "bin"
-    fake.mkdir(exist_ok=True)
     calls = tmp_path / "calls"
     active, enabled = ("active", "enabled") if kubelet_was == "running" else ("inactive", "disabled")
-    (fake / "systemctl").write_text(
-        f'#!/bin/sh\necho "systemctl $*" >>{calls}\n'
-        'case "$1" in\n'
-        f'  is-active) echo {active} ;;\n  is-enabled) echo {enabled} ;;\n  show) echo no ;;\n'
-        "esac\n"
+    tools = {
+        "systemctl": (
+            f'echo "systemctl $*" >>{calls}\n'
+            'case "$1" in\n'
+            f'  is-active) echo {active} ;;\n  is-enabled) echo {enabled} ;;\n  show) echo no ;;\n'
+            "esac\n"
+        ),
+        "containerd": f"echo 'SystemdCgroup = {str(systemd_cgroup).lower()}'\n",
+    }
+    result = run_configure_bodies(
+        tmp_path, tools, ("rollback.sh", "configure.sh"), pack(files), tmp_path / "config.toml", then=then,
     )
-    (fake / "containerd").write_text(f"#!/bin/sh\necho 'SystemdCgroup = {str(systemd_cgroup).lower()}'\n")
-    for tool in ("systemctl", "containerd"):
-        (fake / tool).chmod(0o755)
-    _, node = stack("homelab")
-    script = node_scripts.render_script(
-        "configure and start kubelet", node,
-        {
-            "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
-            "KUBELET_DIR": str(tmp_path / "kubelet"),
-            "STATE_DIR": str(tmp_path / "state"),
-            "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
-            "CONTAINERD_CONFIG": str(tmp_path / "config.toml"),
-            "MANAGE_CONTAINERD_CGROUP_DRIVER": True,
-            "RUNTIME_SOCKET": str(tmp_path / "c.sock"),
-            "KUBE_SLICE": "kube.slice",
-        },
-        "rollback.sh", "configure.sh",
-    ) + then + "\n"
-    with socket.socket(socket.AF_UNIX) as listener:
-        listener.bind(str(tmp_path / "c.sock"))
-        result = subprocess.run(
-            ["bash", "-c", script], input=pack(files), capture_output=True, text=True, check=False,
-            env={"PATH": f"{fake}:/usr/bin:/bin"},
-        )
     return result, calls.read_text().splitlines() if calls.exists() else []
 
 
