@@ -2,11 +2,12 @@
 
 Four idempotent scripts over SSH, in order:
   preflight -> install-kubelet, credentials (in parallel) -> configure-and-start.
-Every step has `update` = `create`, so a change reruns the script in place and never
-replaces the resource (a replacement would run the old resource's delete after the new
-create, removing what was just written). configure-and-start reruns, and so restarts the
-kubelet, when its stdin (config and units) or its triggers (the binary's version, a hash of the
-credentials) change: an unchanged node is never restarted, a changed one is, once.
+Every step has `update` = `create` (in update mode) and no `triggers`: with pulumi-command a
+`triggers` change replaces the resource, and a replacement runs the new create, then the old
+delete. Values that must rerun a step are ordinary inputs (its stdin, or the note at the end of
+configure-and-start's command); each delete still checks on the node that no newer create of its
+step holds it (node_scripts), so a replacement for any other reason (`pulumi up --replace`, a
+rename) is safe too. configure-and-start restarts the kubelet only when a file it runs on changed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pulumi_command import remote
 
 from components import node_scripts
 from components.allocatable import node_summary_from_facts
-from components.node_scripts import Hint, StepScripts
-from components.pki import NodeCertificate
+from components.node_scripts import Hint, Step
+from components.pki import NODE_ORGANIZATION, NodeCertificate
 from components.settings import NodeSettings, Settings
 
-# Bounded SSH retries, so an unreachable node fails in about a minute instead of hanging.
+# Bounded SSH retries: the provider dials dialErrorLimit + 1 times with a short back-off, and
+# perDialTimeout bounds each TCP connect, so an unreachable node fails in about 75 s, not never.
 DIAL_ERROR_LIMIT = 4
 PER_DIAL_TIMEOUT = 15
 
@@ -62,31 +64,38 @@ class KubeletNode(pulumi.ComponentResource):
         connection = connection_args(node, ssh_private_key)
 
         def step(
-            step_name: str,
-            scripts: StepScripts,
+            step: Step,
             depends_on: Sequence[pulumi.Resource],
+            data: pulumi.Input[str] | None = None,
+            note: pulumi.Input[str] = "",
+            secret_outputs: list[str] | None = None,
             **extra: Any,
         ) -> remote.Command:
+            def command(mode: node_scripts.Mode) -> pulumi.Output[str]:
+                return pulumi.Output.from_input(note).apply(lambda text: step.command(mode, text))
+
             return remote.Command(
-                f"{name}-{step_name}",
+                f"{name}-{step.name}",
                 connection=connection,
-                create=scripts.create,
-                update=scripts.create,
-                delete=scripts.delete,
+                create=command("create"),
+                update=command("update"),
+                delete=step.delete,
+                stdin=step.scripts if data is None else pulumi.Output.concat(step.scripts, data),
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on),
-                                            additional_secret_outputs=extra.pop("secret_outputs", None)),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=list(depends_on),
+                    additional_secret_outputs=secret_outputs,
+                    # Stacks applied by earlier versions of this program have triggers in their
+                    # state; dropping them would be a replacement, which runs the old delete.
+                    ignore_changes=["triggers"],
+                ),
                 **extra,
             )
 
-        preflight = step("preflight", node_scripts.preflight(settings, node), [])
-
-        install = step(
-            "install-kubelet",
-            node_scripts.install_kubelet(settings, node),
-            [preflight],
-        )
-        credentials_stdin: pulumi.Output[str] = pulumi.Output.secret(
+        preflight = step(node_scripts.preflight(settings, node), [])
+        install = step(node_scripts.install_kubelet(settings, node), [preflight])
+        credentials_data: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(
                 ca_cert_pem, certificate.cert_pem, certificate.private_key_pem, certificate.kubeconfig
             ).apply(
@@ -96,26 +105,21 @@ class KubeletNode(pulumi.ComponentResource):
             )
         )
         credentials = step(
-            "credentials",
             node_scripts.write_credentials(node),
             [preflight],
-            stdin=credentials_stdin,
+            data=credentials_data,
             # The key travels on stdin only; nothing of it may reach the engine's log.
             logging=remote.Logging.NONE,
             secret_outputs=["stdin", "stdout", "stderr"],
         )
-        credentials_hash = pulumi.Output.all(ca_cert_pem, certificate.cert_pem).apply(
-            lambda pems: node_scripts.content_hash(*pems)
-        )
+        # A digest of what the credentials step writes: it reveals nothing of the key, and keeps
+        # the configure step's command plain, so the preview shows it.
+        credentials_digest = pulumi.Output.unsecret(credentials_data.apply(node_scripts.content_hash))
         step(
-            "configure-and-start",
             node_scripts.configure_and_start(settings, node, hints),
             [install, credentials],
-            stdin=node_scripts.configure_bundle(settings, node),
-            triggers=[
-                f"kubelet={settings.kubernetes.version}/{node.arch}",
-                credentials_hash.apply(lambda digest: f"credentials={digest}"),
-            ],
+            data=node_scripts.configure_bundle(settings, node),
+            note=credentials_digest.apply(lambda digest: node_scripts.configure_note(settings, node, digest)),
         )
 
         reservations = node.reservations
@@ -124,7 +128,7 @@ class KubeletNode(pulumi.ComponentResource):
                 "address": f"{node.address}:{node.port}",
                 "user": node.user,
                 "certCommonName": node.cert_common_name,
-                "certOrganization": "system:nodes",
+                "certOrganization": NODE_ORGANIZATION,
                 "kubeletVersion": settings.kubernetes.version,
                 "arch": node.arch,
                 "podCIDR": node.pod_cidr,

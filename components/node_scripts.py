@@ -1,8 +1,16 @@
-"""Render the node scripts: one idempotent bash script per remote step, plus its delete.
+"""Render the node steps: per remote step a bash script for create/update and one for delete.
 
-A script is the step's variables, then `scripts/lib.sh`, then the step body from `scripts/`.
-The whole script sits in the command line as a quoted here-document, so `pulumi preview --diff`
-shows exactly what will run; file contents and secrets travel on stdin as a bundle.
+A script is strict mode, the step's variables, `scripts/lib.sh`, then the step bodies from
+`scripts/`. The scripts travel on stdin, followed by the step's data (a file bundle), and the
+command line is a short loader that reads them back (`Step.command`): the real command provider
+quotes the whole command into every failure message, so a failure shows the step's own output
+and a few hundred bytes of command, and `pulumi preview --diff` shows script and file changes as
+a diff of stdin.
+
+Replacement safety: Pulumi replaces a step by running the new resource's create, then the old
+resource's delete with the old inputs. Every create counts itself as a holder of its step on the
+node (`hold_step` in lib.sh) and every delete releases one; a delete undoes the step only when
+it was the last holder, so an old delete never undoes what a newer create wrote.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from components import paths
 from components.bundle import NodeFile, pack
@@ -22,10 +31,17 @@ from components.settings import NodeSettings, Settings
 from components.systemd import unit_files
 
 SCRIPTS_DIR = Path(__file__).with_name("scripts")
-HEREDOC_END = "HOMELAB_KUBELET_SCRIPT"
 MIN_FREE_KB = 200 * 1024
 JOURNAL_LINES = 40
 
+# The steps, in order; each name is the resource name suffix and the holder name on the node.
+PREFLIGHT = "preflight"
+INSTALL_KUBELET = "install-kubelet"
+CREDENTIALS = "credentials"
+CONFIGURE_AND_START = "configure-and-start"
+STEP_NAMES = (PREFLIGHT, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
+
+Mode = Literal["create", "update", "delete"]
 Value = str | int | bool | Sequence[str]
 
 
@@ -48,12 +64,12 @@ def _assignment(name: str, value: Value) -> str:
 
 
 def render_script(
-    step: str, node: NodeSettings, variables: Mapping[str, Value], *bodies: str
+    title: str, node: NodeSettings, variables: Mapping[str, Value], *bodies: str
 ) -> str:
     """A complete bash script: strict mode, the step's variables, lib.sh, the step bodies."""
     lines = [
         "set -euo pipefail",
-        f"# homelab-kubelet: {step} on node {node.name}",
+        f"# homelab-kubelet: {title} on node {node.name}",
         _assignment("NODE_NAME", node.name),
         *(_assignment(name, value) for name, value in variables.items()),
         "# shellcheck disable=SC2034  # some steps use only part of lib.sh",
@@ -63,28 +79,90 @@ def render_script(
     return "\n".join(lines) + "\n"
 
 
-def command_line(script: str, node: NodeSettings) -> str:
-    """Run `script` with bash as root: directly, or through passwordless sudo."""
-    if HEREDOC_END in script:
-        raise ValueError("script contains the here-document terminator")
-    runner = "bash -c"
-    prefix = ""
-    if not node.is_root:
-        runner = "sudo -n bash -c"
-        message = (
-            f"ERROR [{node.name}]: user {node.user} cannot run sudo without a password; "
-            f"add a sudoers rule such as: {node.user} ALL=(ALL) NOPASSWD: ALL"
-        )
-        prefix = f"sudo -n true 2>/dev/null || {{ echo {shlex.quote(message)} >&2; exit 1; }}\n"
-    return f"{prefix}{runner} \"$(cat <<'{HEREDOC_END}'\n{script}{HEREDOC_END}\n)\"\n"
-
-
 @dataclass(frozen=True)
-class StepScripts:
-    """The command lines of one remote step (update runs the same script as create)."""
+class Step:
+    """One remote step on one node: the script create and update run, and the one delete runs.
 
-    create: str
-    delete: str | None = None
+    On the node both read `$1` (the mode); stdin holds `scripts` and then the step's data.
+    """
+
+    name: str
+    node: NodeSettings
+    create_script: str
+    delete_script: str | None = None
+
+    @property
+    def scripts(self) -> str:
+        """The start of the step's stdin: the create script, then the delete script."""
+        return self.create_script + (self.delete_script or "")
+
+    def command(self, mode: Mode, note: str = "") -> str:
+        """The command line: read this mode's script from stdin and run it as root.
+
+        `note` (one line) ends the command as a comment: what the step is run for, so that a
+        change of it reruns the step (an update) and shows in `pulumi preview --diff`.
+        """
+        create_bytes = len(self.create_script.encode())
+        delete_bytes = len((self.delete_script or "").encode())
+        if mode == "delete":
+            if self.delete_script is None:
+                raise ValueError(f"step {self.name} has no delete script")
+            # The data after the scripts is not the delete's: read it to the end all the same.
+            reads = f"IFS= read -rN {create_bytes} _ && IFS= read -rN {delete_bytes} script && cat >/dev/null"
+        else:
+            reads = f"IFS= read -rN {create_bytes} script"
+            if delete_bytes:
+                reads += f" && IFS= read -rN {delete_bytes} _"
+        what = f"{self.name} on {self.node.name}"
+        missing = f"ERROR [{self.node.name}]: {self.name}: its script did not arrive whole on stdin"
+        # Byte counts: LC_ALL=C makes `read -N` count bytes, not characters.
+        # Node and step names are DNS names: nothing in `missing` needs quoting beyond "...".
+        loader = (
+            f'export LC_ALL=C; {{ {reads}; }} || {{ echo "{missing}" >&2; exit 1; }}; '
+            f'exec bash -c "$script" {shlex.quote(self.name)} {mode}'
+        )
+        if self.node.is_root:
+            line = f"bash -c {shlex.quote(loader)}"
+        else:
+            # The user's name is printed at run time, so the message is the node's own answer.
+            sudo_missing = (
+                f'echo "ERROR [{self.node.name}]: user $(id -un) cannot run sudo without a password; '
+                f'add a sudoers rule such as: $(id -un) ALL=(ALL) NOPASSWD: ALL" >&2; exit 1'
+            )
+            line = f"sudo -n true 2>/dev/null || {{ {sudo_missing}; }}\nexec sudo -n bash -c {shlex.quote(loader)}"
+        comment = f"# homelab-kubelet {what}" + (f": {note}" if note else "")
+        if "\n" in comment:
+            raise ValueError("a step note is one line")
+        return f"{line}\n{comment}\n"
+
+    @property
+    def create(self) -> str:
+        return self.command("create")
+
+    @property
+    def delete(self) -> str | None:
+        return None if self.delete_script is None else self.command("delete")
+
+
+def render_step(
+    name: str,
+    node: NodeSettings,
+    variables: Mapping[str, Value],
+    bodies: Sequence[str],
+    delete_variables: Mapping[str, Value] | None = None,
+    delete_bodies: Sequence[str] = (),
+) -> Step:
+    """A step whose create records it as a holder and whose delete acts only for the last one."""
+    common: dict[str, Value] = {"STEP": name, "STATE_DIR": paths.STATE_DIR, "HOLDERS_DIR": paths.HOLDERS_DIR}
+    title = name.replace("-", " ")
+    if delete_variables is None:
+        return Step(name, node, render_script(title, node, {**common, **variables}, *bodies))
+    return Step(
+        name,
+        node,
+        render_script(title, node, {**common, **variables}, *bodies, "hold.sh"),
+        render_script(f"undo {title}", node, {**common, **delete_variables}, "release.sh", *delete_bodies),
+    )
 
 
 def _reserved_memory_bytes(node: NodeSettings) -> int:
@@ -108,47 +186,39 @@ def _reserved_millicores(node: NodeSettings) -> int:
     )
 
 
-def preflight(settings: Settings, node: NodeSettings) -> StepScripts:
+def preflight(settings: Settings, node: NodeSettings) -> Step:
     reservations = node.reservations
     system_memory = reservations.system_reserved.memory
-    script = render_script(
-        "preflight",
-        node,
-        {
-            "EXPECTED_ARCH": node.arch,
-            "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
-            "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
-            "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
-            "FAIL_SWAP_ON": settings.kubelet.fail_swap_on,
-            "HOSTNAME_CHECK": settings.kubelet.hostname_check,
-            "RESOLV_CONF": node.resolv_conf,
-            "RESERVED_MILLICORES": _reserved_millicores(node),
-            "RESERVED_MEMORY_BYTES": _reserved_memory_bytes(node),
-            "SYSTEM_SLICE": reservations.system_reserved_slice,
-            "SYSTEM_RESERVED_MEMORY_BYTES": to_bytes(system_memory) if system_memory else 0,
-            "ENFORCE_SYSTEM_RESERVED": "system-reserved" in reservations.enforce_node_allocatable,
-            "KUBELET_BINARY": paths.KUBELET_BINARY,
-            "MIN_FREE_KB": MIN_FREE_KB,
-        },
-        "preflight.sh",
-    )
-    return StepScripts(create=command_line(script, node))
+    variables: dict[str, Value] = {
+        "EXPECTED_ARCH": node.arch,
+        "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
+        "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
+        "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
+        "FAIL_SWAP_ON": settings.kubelet.fail_swap_on,
+        "HOSTNAME_CHECK": settings.kubelet.hostname_check,
+        "RESOLV_CONF": node.resolv_conf,
+        "RESERVED_MILLICORES": _reserved_millicores(node),
+        "RESERVED_MEMORY_BYTES": _reserved_memory_bytes(node),
+        "SYSTEM_SLICE": reservations.system_reserved_slice,
+        "SYSTEM_RESERVED_MEMORY_BYTES": to_bytes(system_memory) if system_memory else 0,
+        "ENFORCE_SYSTEM_RESERVED": "system-reserved" in reservations.enforce_node_allocatable,
+        "KUBELET_BINARY": paths.KUBELET_BINARY,
+        "MIN_FREE_KB": MIN_FREE_KB,
+    }
+    # Writes nothing, so it has no delete.
+    return render_step(PREFLIGHT, node, variables, ["preflight.sh"])
 
 
-def install_kubelet(settings: Settings, node: NodeSettings) -> StepScripts:
+def install_kubelet(settings: Settings, node: NodeSettings) -> Step:
     variables: dict[str, Value] = {
         "DOWNLOAD_BASE_URL": settings.kubernetes.download_base_url,
         "KUBELET_VERSION": settings.kubernetes.version,
         "ARCH": node.arch,
         "KUBELET_BINARY": paths.KUBELET_BINARY,
     }
-    return StepScripts(
-        create=command_line(render_script("install kubelet", node, variables, "install-kubelet.sh"), node),
-        delete=command_line(
-            render_script("remove kubelet", node, {"KUBELET_BINARY": paths.KUBELET_BINARY},
-                          "remove-kubelet.sh"),
-            node,
-        ),
+    return render_step(
+        INSTALL_KUBELET, node, variables, ["install-kubelet.sh"],
+        {"KUBELET_BINARY": paths.KUBELET_BINARY}, ["remove-kubelet.sh"],
     )
 
 
@@ -170,17 +240,11 @@ def credentials_bundle(
     )
 
 
-def write_credentials(node: NodeSettings) -> StepScripts:
+def write_credentials(node: NodeSettings) -> Step:
     variables: dict[str, Value] = {"CA_CERT": paths.CA_CERT, "KUBELET_DIR": paths.KUBELET_DIR}
-    return StepScripts(
-        create=command_line(
-            render_script("write credentials", node, variables, "write-credentials.sh"), node
-        ),
-        delete=command_line(
-            render_script("remove credentials", node, {"FILES": credential_paths(node)},
-                          "remove-files.sh"),
-            node,
-        ),
+    return render_step(
+        CREDENTIALS, node, variables, ["write-credentials.sh"],
+        {"FILES": credential_paths(node)}, ["remove-files.sh"],
     )
 
 
@@ -201,6 +265,15 @@ def configure_bundle(settings: Settings, node: NodeSettings) -> str:
     return pack(configure_files(settings, node))
 
 
+def kubelet_runs_on(settings: Settings, node: NodeSettings) -> list[str]:
+    """Every file whose change needs a kubelet restart: binary, credentials, configuration and
+    units, and containerd's config (its cgroup driver must match the kubelet's)."""
+    return [
+        paths.KUBELET_BINARY, *credential_paths(node), *configure_file_paths(settings, node),
+        paths.CONTAINERD_CONFIG,
+    ]
+
+
 @dataclass(frozen=True)
 class Hint:
     """A known failure: a PCRE pattern for a journal line, and the text shown when it matches."""
@@ -209,16 +282,19 @@ class Hint:
     text: str
 
 
-def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> StepScripts:
+def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> Step:
     """Write the configuration from the stdin bundle, then (re)start the kubelet and check it.
 
-    One step, like a Kubespray handler: it runs only when the configuration (its stdin) or one
-    of its triggers (binary, credentials) changed, and every such run restarts the kubelet.
+    One step, like a Kubespray handler: it runs when the configuration (its stdin) or what the
+    kubelet runs on (`configure_note`) changed, and restarts the kubelet only when a file in
+    `kubelet_runs_on` differs from what the running kubelet was started with, or it is down.
     """
     variables: dict[str, Value] = {
         "STATIC_POD_PATH": settings.kubelet.static_pod_path,
         "KUBELET_DIR": paths.KUBELET_DIR,
-        "STATE_DIR": paths.STATE_DIR,
+        "KUBELET_BINARY": paths.KUBELET_BINARY,
+        "KUBELET_RUNS_ON": kubelet_runs_on(settings, node),
+        "KUBELET_RECORD": paths.KUBELET_RECORD,
         "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
@@ -233,23 +309,27 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
     }
     removal: dict[str, Value] = {
         "FILES": configure_file_paths(settings, node),
-        "STATE_DIR": paths.STATE_DIR,
+        "KUBELET_RECORD": paths.KUBELET_RECORD,
         "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
     }
-    return StepScripts(
-        create=command_line(
-            render_script(
-                "configure and start kubelet", node, variables, "rollback.sh", "configure.sh", "start-kubelet.sh"
-            ),
-            node,
-        ),
-        delete=command_line(render_script("unconfigure", node, removal, "unconfigure.sh"), node),
+    return render_step(
+        CONFIGURE_AND_START, node, variables, ["rollback.sh", "configure.sh", "start-kubelet.sh"],
+        removal, ["unconfigure.sh"],
+    )
+
+
+def configure_note(settings: Settings, node: NodeSettings, credentials_digest: str) -> str:
+    """What configure-and-start runs for, besides its stdin: the binary and the credentials that
+    other steps install. A change reruns it, and the node then sees which files changed."""
+    return (
+        f"kubelet {settings.kubernetes.version} ({node.arch}), "
+        f"credentials {credentials_digest}"
     )
 
 
 def content_hash(*parts: str) -> str:
-    """A short digest for restart triggers: it changes exactly when one of the parts does."""
+    """A short digest that changes exactly when one of the parts does."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(hashlib.sha256(part.encode()).digest())

@@ -13,6 +13,10 @@ CGROUP_HELPER = "/usr/local/libexec/homelab-kubelet/prepare-cgroups"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 # Written by this program, so a later run (and `pulumi destroy`) can tell ours from the user's.
 STATE_DIR = "/var/lib/homelab-kubelet"
+# One count per step: how many Pulumi resources hold the step on the node (node_scripts).
+HOLDERS_DIR = f"{STATE_DIR}/holders"
+# What the running kubelet was started on, so a rerun restarts it only for a real change.
+KUBELET_RECORD = f"{STATE_DIR}/kubelet-running"
 
 
 def node_cert(node_name: str) -> str:

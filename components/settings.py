@@ -450,6 +450,19 @@ class NodeConfig(_Model):
                 raise ValueError(f"label {key}: {label!r} is not a valid label value")
         return value
 
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, value: str | None) -> str | None:
+        if value is not None and value.split()[0] == "ssh-rsa":
+            # The command provider offers only the pinned key's own algorithm, and for an RSA key
+            # that is SHA-1 `ssh-rsa`, which OpenSSH 8.8 and later refuse: every dial would fail.
+            raise ValueError(
+                f"{value[:40]!r}...: an ssh-rsa host key cannot be pinned (the SSH client would "
+                "negotiate SHA-1 ssh-rsa, which OpenSSH 8.8+ refuses); pin the node's ed25519 or "
+                "ecdsa key instead: ssh-keyscan -t ed25519 <node>, or /etc/ssh/ssh_host_ed25519_key.pub"
+            )
+        return value
+
     @field_validator("extra_args")
     @classmethod
     def _extra_args(cls, value: dict[str, str]) -> dict[str, str]:

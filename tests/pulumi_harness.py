@@ -2,7 +2,7 @@
 
 The mocks stand in for the tls and command providers: tls resources are made for real with
 `cryptography` (deterministically, keys derived from the resource name, so two runs of the same
-config give the same certificates and the restart triggers can be compared), and remote
+config give the same certificates and the steps' inputs can be compared), and remote
 commands return canned output (preflight: a facts JSON of a 4-CPU, 8 GiB arm64 node).
 """
 
@@ -211,6 +211,8 @@ class Declared:
     depends_on: list[str]
     protect: bool
     additional_secret_outputs: list[str]
+    ignore_changes: list[str]
+    replace_on_changes: list[str]
 
 
 @dataclass
@@ -267,6 +269,8 @@ def run_program(
                 if isinstance(opts.depends_on, list) else [],
                 protect=bool(opts.protect),
                 additional_secret_outputs=list(opts.additional_secret_outputs or []),
+                ignore_changes=list(opts.ignore_changes or []),
+                replace_on_changes=list(opts.replace_on_changes or []),
             )
         )
         original_init(self, t, name, custom, props, opts, *args, **kwargs)

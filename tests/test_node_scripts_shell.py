@@ -1,19 +1,19 @@
 """The node scripts as shell code: shellcheck on every rendered script, then real runs.
 
-shellcheck (apt-get install -y shellcheck) checks the script of every command line of node
-k8s-node1 in the homelab stack (root: `bash -c`) and the variant stack (user `kube`:
-`sudo -n bash -c`), and components/scripts/prepare-cgroups.sh. A missing shellcheck fails the
-tests; it is not a skip.
+shellcheck (apt-get install -y shellcheck) checks every script of node k8s-node1 in the homelab
+stack (root: `bash -c`) and the variant stack (user `kube`: `sudo -n bash -c`), and
+components/scripts/prepare-cgroups.sh. A missing shellcheck fails the tests; it is not a skip.
 
 Then the parts that need no root, no systemd and no node run locally in a temp dir:
-`install_file` and `unpack_bundle` from lib.sh through a small bash harness, the real
-install-kubelet.sh against `python -m http.server` on 127.0.0.1 serving a stand-in kubelet,
-and the command lines themselves under dash and bash with stand-in `bash`/`sudo` commands that
-only capture the script they are handed.
+`install_file`, `unpack_bundle` and the step holders from lib.sh through a small bash harness,
+the real install-kubelet.sh against `python -m http.server` on 127.0.0.1 serving a stand-in
+kubelet, configure/start/rollback with stand-in systemctl and containerd, and the command lines
+themselves under dash and bash reading their scripts from stdin.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import shutil
@@ -23,30 +23,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from components import node_scripts
 from components.bundle import NodeFile, pack
-from tests.test_renderers import STACKS, command_lines, stack
+from tests.test_renderers import STACKS, command_lines, stack, step_scripts, steps
 
 REPO = Path(__file__).resolve().parent.parent
 LIB = REPO / "components" / "scripts" / "lib.sh"
 PREPARE_CGROUPS = REPO / "components" / "scripts" / "prepare-cgroups.sh"
-HEREDOC_START = "bash -c \"$(cat <<'HOMELAB_KUBELET_SCRIPT'"
-HEREDOC_END = "HOMELAB_KUBELET_SCRIPT"
-
-
-def extract_script(command_line: str) -> str:
-    """The script between the here-document's start line and its terminator line."""
-    lines = command_line.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip("\n").endswith(HEREDOC_START)]
-    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == HEREDOC_END]
-    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], command_line[:300]
-    return "".join(lines[starts[0] + 1 : ends[0]])
-
-
 def _shellcheck() -> str:
     path = shutil.which("shellcheck")
     if path is None:
@@ -54,7 +42,7 @@ def _shellcheck() -> str:
     return path
 
 
-SCRIPT_CASES = [(name, step) for name in STACKS for step in command_lines(*stack(name))]
+SCRIPT_CASES = [(name, step) for name in STACKS for step in step_scripts(*stack(name))]
 # Known findings in rendered scripts, per step (both stacks); see the report in the xfail reason.
 SHELLCHECK_XFAIL: dict[str, str] = {}
 
@@ -71,7 +59,7 @@ def _script_params() -> list[object]:
 
 @pytest.mark.parametrize(("stack_name", "step"), _script_params())
 def test_shellcheck_rendered_script(stack_name: str, step: str) -> None:
-    script = extract_script(command_lines(*stack(stack_name))[step])
+    script = step_scripts(*stack(stack_name))[step]
     assert script.startswith("set -euo pipefail\n")
     result = subprocess.run(
         [_shellcheck(), "-s", "bash", "-"], input=script, capture_output=True, text=True, check=False
@@ -94,28 +82,54 @@ def test_shellcheck_catches_a_problem() -> None:
     assert result.returncode != 0 and "SC2086" in result.stdout
 
 
-def test_extract_script_matches_what_real_shells_hand_to_bash(tmp_path: Path) -> None:
-    """Run each command line under sh (dash) and bash with stand-in bash/sudo that capture `-c SCRIPT`."""
+def test_command_lines_hand_each_mode_its_script_and_the_data(tmp_path: Path) -> None:
+    """Run every command line under sh (dash) and bash with the step's real stdin; a stand-in
+    for the inner `bash -c SCRIPT` records the script, its arguments and the rest of stdin."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    # Stand-in for bash: records the script instead of running it.
-    (fake / "bash").write_text('#!/bin/sh\n[ "$1" = -c ] || exit 97\nprintf %s "$2" >"$CAPTURE"\n')
+    # Stand-in for bash: the first call (the command line's own `bash -c LOADER`) runs the real
+    # bash; the loader's `exec bash -c "$script" STEP MODE` is recorded instead of run.
+    (fake / "bash").write_text(
+        '#!/bin/sh\n[ "$1" = -c ] || exit 97\n'
+        'if [ -z "${INNER:-}" ]; then INNER=1 exec /bin/bash "$@"; fi\n'
+        'printf %s "$2" >"$CAPTURE.script"; shift 2; printf %s "$*" >"$CAPTURE.args"; cat >"$CAPTURE.stdin"\n'
+    )
     # Stand-in for sudo: `sudo -n true` succeeds, `sudo -n CMD...` runs CMD.
     (fake / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] || exit 98\nshift\n[ "$1" = true ] && exit 0\nexec "$@"\n')
     for tool in ("bash", "sudo"):
         (fake / tool).chmod(0o755)
     capture = tmp_path / "captured"
     env = {"PATH": f"{fake}:/usr/bin:/bin", "CAPTURE": str(capture)}
+    data = "@@@ homelab-kubelet file /x 0644\nnon-ASCII d\u00e4ta\n@@@ homelab-kubelet end\n"
     checked = 0
     for name in STACKS:
-        for step, line in command_lines(*stack(name)).items():
-            for shell in ("/bin/sh", "/bin/bash"):  # /bin/sh is dash on Debian
-                capture.unlink(missing_ok=True)
-                subprocess.run([shell, "-c", line], env=env, check=True)
-                # Command substitution drops the trailing newline.
-                assert capture.read_text() == extract_script(line).rstrip("\n"), (name, step, shell)
-                checked += 1
-    assert checked == 2 * 14  # 2 stacks x 7 command lines x 2 shells
+        for step in steps(*stack(name)).values():
+            modes: list[node_scripts.Mode] = ["create", "update"]
+            if step.delete_script:
+                modes.append("delete")
+            for mode in modes:
+                for shell in ("/bin/sh", "/bin/bash"):  # /bin/sh is dash on Debian
+                    subprocess.run([shell, "-c", step.command(mode, "a note")], env=env, check=True,
+                                   input=(step.scripts + data).encode())
+                    expected = step.delete_script if mode == "delete" else step.create_script
+                    assert (capture.with_suffix(".script")).read_text() == expected, (name, step.name, mode)
+                    assert (capture.with_suffix(".args")).read_text() == f"{step.name} {mode}"
+                    # create and update read the data; delete drains it before its script runs.
+                    assert (capture.with_suffix(".stdin")).read_text() == ("" if mode == "delete" else data)
+                    checked += 1
+    assert checked == 2 * 11 * 2  # 2 stacks x 11 command lines x 2 shells
+
+
+def test_command_line_fails_clearly_on_a_cut_stdin(tmp_path: Path) -> None:
+    step = steps(*stack("homelab"))[node_scripts.CONFIGURE_AND_START]
+    result = subprocess.run(
+        ["/bin/sh", "-c", step.command("create")], input=step.scripts[:1000].encode(),
+        capture_output=True, check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "ERROR [k8s-node1]: configure-and-start: its script did not arrive whole on stdin\n"
+    )
 
 
 def test_sudo_check_stops_without_passwordless_sudo(tmp_path: Path) -> None:
@@ -129,8 +143,11 @@ def test_sudo_check_stops_without_passwordless_sudo(tmp_path: Path) -> None:
         ["/bin/sh", "-c", line], env={"PATH": f"{fake}:/usr/bin:/bin"}, capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
-    assert "user kube cannot run sudo without a password" in result.stderr
-    assert "kube ALL=(ALL) NOPASSWD: ALL" in result.stderr
+    # The user is the one the command ran as, printed by the node, not text of the command.
+    user = getpass.getuser()
+    assert f"user {user} cannot run sudo without a password" in result.stderr
+    assert f"{user} ALL=(ALL) NOPASSWD: ALL" in result.stderr
+    assert f"user {user} cannot" not in line
 
 
 # --- lib.sh, executed ---------------------------------------------------------------------------
@@ -522,7 +539,7 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
         "unconfigure",
         node,
         {"FILES": [str(dropin)], "STATE_DIR": str(tmp_path / "state"), "CONTAINERD_DROPIN": str(dropin),
-         "CONTAINERD_CONFIG": str(config)},
+         "CONTAINERD_CONFIG": str(config), "KUBELET_RECORD": str(tmp_path / "state" / "kubelet-running")},
         "unconfigure.sh",
     )
     result = subprocess.run(
@@ -539,8 +556,7 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
 def test_preflight_collects_every_error_without_a_shell_error() -> None:
     # Run on this machine with an arch no machine has, so at least that check fails everywhere.
     settings, node = stack("homelab")
-    create = node_scripts.preflight(settings, node).create
-    script = extract_script(create).replace("EXPECTED_ARCH=arm64\n", "EXPECTED_ARCH=no-such-arch\n", 1)
+    script = node_scripts.preflight(settings, node).create_script.replace("EXPECTED_ARCH=arm64\n", "EXPECTED_ARCH=no-such-arch\n", 1)
     assert "EXPECTED_ARCH=no-such-arch\n" in script
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 1
@@ -642,3 +658,186 @@ def test_rollback_gives_containerd_its_config_back_and_restarts_it(tmp_path: Pat
         "systemctl stop kubelet.service", "systemctl daemon-reload", "systemctl restart containerd.service",
         "systemctl start kubelet.service",
     ]
+
+
+# --- replacement: holders of a step ----------------------------------------------------------------
+
+
+def run_step_script(tmp_path: Path, bodies: tuple[str, ...], variables: dict[str, node_scripts.Value],
+                    mode: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """A step script rendered with its state under tmp_path, run as the loader runs it: `$1` = mode."""
+    _, node = stack("homelab")
+    state = tmp_path / "state"
+    script = node_scripts.render_script(
+        "test step", node,
+        {"STEP": "credentials", "STATE_DIR": str(state), "HOLDERS_DIR": str(state / "holders"), **variables},
+        *bodies,
+    )
+    return subprocess.run(["bash", "-c", script, "credentials", mode], input=stdin, capture_output=True,
+                          text=True, check=False)
+
+
+def test_an_old_delete_after_a_newer_create_leaves_the_step_in_place(tmp_path: Path) -> None:
+    """Pulumi's replacement: new create, then the old delete with the old inputs."""
+    target = tmp_path / "kubelet" / "k8s-node1.pem"
+    create = ("write-credentials.sh", "hold.sh")
+    delete = ("release.sh", "remove-files.sh")
+    variables: dict[str, node_scripts.Value] = {"CA_CERT": str(tmp_path / "ca" / "ca.pem"),
+                                                "KUBELET_DIR": str(tmp_path / "kubelet")}
+    holders = tmp_path / "state" / "holders" / "credentials"
+
+    def bundle(text: str) -> str:
+        return pack([NodeFile(str(target), "0644", text)])
+
+    assert run_step_script(tmp_path, create, variables, "create", bundle("old\n")).returncode == 0
+    assert holders.read_text() == "1\n"
+    assert run_step_script(tmp_path, create, variables, "update", bundle("old, updated\n")).returncode == 0
+    assert holders.read_text() == "1\n"  # an update is the same holder
+    # `pulumi up --replace` with the same inputs: the new create, then the old delete.
+    assert run_step_script(tmp_path, create, variables, "create", bundle("new\n")).returncode == 0
+    assert holders.read_text() == "2\n"
+    old_delete = run_step_script(tmp_path, delete, {"FILES": [str(target)]}, "delete")
+    assert old_delete.returncode == 0, old_delete.stderr
+    assert old_delete.stdout == "kept: held by a newer credentials\n"
+    assert target.read_text() == "new\n"
+    assert holders.read_text() == "1\n"
+    # Node removal or destroy: the last holder's delete undoes the step and the state directory.
+    last = run_step_script(tmp_path, delete, {"FILES": [str(target)]}, "delete")
+    assert last.returncode == 0, last.stderr
+    assert not target.exists()
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_delete_without_holders_still_cleans_up(tmp_path: Path) -> None:
+    # A node set up before holders were counted, or whose count was lost: delete as before.
+    target = tmp_path / "kubelet"
+    target.write_text("x\n")
+    result = run_step_script(tmp_path, ("release.sh", "remove-kubelet.sh"), {"KUBELET_BINARY": str(target)}, "delete")
+    assert result.returncode == 0, result.stderr
+    assert not target.exists()
+
+
+def test_a_failed_create_does_not_count_as_a_holder(tmp_path: Path) -> None:
+    result = run_step_script(tmp_path, ("write-credentials.sh", "hold.sh"),
+                             {"CA_CERT": str(tmp_path / "ca.pem"), "KUBELET_DIR": str(tmp_path / "k")},
+                             "create", "@@@ homelab-kubelet file /x 0644\ncut short\n")
+    assert result.returncode == 1
+    assert "has no end marker" in result.stderr
+    assert not (tmp_path / "state" / "holders" / "credentials").exists()
+
+
+# --- start-kubelet.sh: restart only for a change ----------------------------------------------------
+
+
+@dataclass
+class KubeletNodeFiles:
+    tmp: Path
+    binary: Path
+    config: Path
+    cert: Path
+    record: Path
+    calls: Path
+    status: Path
+
+    def runs_on(self) -> list[str]:
+        return [str(self.binary), str(self.config), str(self.cert), str(self.tmp / "never-written.conf")]
+
+
+@pytest.fixture
+def kubelet_files(tmp_path: Path) -> KubeletNodeFiles:
+    files = KubeletNodeFiles(tmp_path, tmp_path / "kubelet", tmp_path / "kubelet-config.yaml", tmp_path / "node.pem",
+                             tmp_path / "state" / "kubelet-running", tmp_path / "calls", tmp_path / "kubelet.status")
+    files.binary.write_text("binary v1\n")
+    files.config.write_text("config 1\n")
+    files.cert.write_text("cert 1\n")
+    files.status.write_text("inactive\n")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    tools = {
+        # Stand-in for systemctl: kubelet.service's state lives in kubelet.status; restart makes it
+        # active; show answers NRestarts and the main process's start time (START_STAMP).
+        "systemctl": (
+            f'echo "systemctl $*" >>{files.calls}\n'
+            'case "$1" in\n'
+            f'  is-active) s=$(cat {files.status}); [ "$2" = --quiet ] || echo "$s"; [ "$s" = active ] ;;\n'
+            f'  restart) echo active >{files.status} ;;\n'
+            '  show) case "$3" in NRestarts) echo 0 ;; ExecMainStartTimestamp) echo "$START_STAMP" ;; esac ;;\n'
+            "esac\n"
+        ),
+        "curl": "echo ok\n",  # stand-in: /healthz answers ok
+        "journalctl": "true\n",  # stand-in: an empty journal
+    }
+    for name, body in tools.items():
+        (fake / name).write_text("#!/bin/sh\n" + body)
+        (fake / name).chmod(0o755)
+    return files
+
+
+def run_start(files: KubeletNodeFiles, start_stamp: str = "") -> subprocess.CompletedProcess[str]:
+    _, node = stack("homelab")
+    files.calls.unlink(missing_ok=True)
+    script = node_scripts.render_script(
+        "start kubelet", node,
+        {"STATE_DIR": str(files.tmp / "state"), "KUBELET_BINARY": str(files.binary),
+         "KUBELET_RUNS_ON": files.runs_on(), "KUBELET_RECORD": str(files.record), "HEALTHZ_PORT": 10248,
+         "HEALTH_TIMEOUT": 5, "SETTLE_SECONDS": 0, "JOURNAL_LINES": 5, "HINT_PATTERNS": [], "HINT_TEXTS": []},
+        "start-kubelet.sh",
+    )
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
+                          env={"PATH": f"{files.tmp / 'bin'}:/usr/bin:/bin", "START_STAMP": start_stamp})
+
+
+def restarted(files: KubeletNodeFiles) -> bool:
+    return "systemctl restart kubelet.service" in files.calls.read_text().splitlines()
+
+
+def test_start_starts_a_stopped_kubelet_and_records_what_it_runs_on(kubelet_files: KubeletNodeFiles) -> None:
+    result = run_start(kubelet_files)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "kubelet restarted: it was not running\n"
+    assert restarted(kubelet_files)
+    record = kubelet_files.record.read_text()
+    assert f"absent {kubelet_files.tmp / 'never-written.conf'}" in record
+    assert hashlib.sha256(b"config 1\n").hexdigest() in record
+
+
+def test_start_restarts_nothing_when_nothing_changed(kubelet_files: KubeletNodeFiles) -> None:
+    assert run_start(kubelet_files).returncode == 0
+    result = run_start(kubelet_files)  # a rerun: a script, comment or hint changed, no file
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "kubelet not restarted: nothing it runs on changed since it started\n"
+    assert not restarted(kubelet_files)
+
+
+@pytest.mark.parametrize("change", ["credentials", "config", "binary", "new file"])
+def test_start_restarts_for_a_changed_file_and_names_it(kubelet_files: KubeletNodeFiles, change: str) -> None:
+    assert run_start(kubelet_files).returncode == 0
+    changed = {"credentials": kubelet_files.cert, "config": kubelet_files.config,
+               "binary": kubelet_files.binary, "new file": kubelet_files.tmp / "never-written.conf"}[change]
+    if change == "binary":
+        # install-kubelet renames a new file into place: same size and mtime still differ by inode.
+        replacement = kubelet_files.tmp / ".kubelet.new"
+        replacement.write_text("binary v1\n")
+        os.utime(replacement, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns))
+        replacement.rename(changed)
+    else:
+        changed.write_text("changed\n")
+    result = run_start(kubelet_files)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"kubelet restarted: changed since it started: {changed}\n"
+    assert restarted(kubelet_files)
+    assert run_start(kubelet_files).stdout.startswith("kubelet not restarted")
+
+
+def test_start_without_a_record_restarts_only_for_files_newer_than_the_kubelet(
+    kubelet_files: KubeletNodeFiles,
+) -> None:
+    # A node configured before records were kept: its kubelet runs; compare with its start time.
+    kubelet_files.status.write_text("active\n")
+    result = run_start(kubelet_files, start_stamp="@" + str(int(time.time()) + 5))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("kubelet not restarted"), result.stdout
+    kubelet_files.record.unlink()
+    result = run_start(kubelet_files, start_stamp="@" + str(int(time.time()) - 60))
+    assert result.stdout.startswith("kubelet restarted: newer than the running kubelet: "), result.stdout
+    assert restarted(kubelet_files)

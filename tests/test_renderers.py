@@ -79,22 +79,37 @@ def stack(name: str) -> tuple[Settings, NodeSettings]:
     return settings, settings.node(NODE)
 
 
-def step_scripts(settings: Settings, node: NodeSettings) -> dict[str, node_scripts.StepScripts]:
-    return {
-        "preflight": node_scripts.preflight(settings, node),
-        "install-kubelet": node_scripts.install_kubelet(settings, node),
-        "write-credentials": node_scripts.write_credentials(node),
-        "configure-and-start": node_scripts.configure_and_start(settings, node, catalogue_hints()),
-    }
+NOTE = "kubelet v1.30.1 (arm64), credentials 0123456789abcdef"
+
+
+def steps(settings: Settings, node: NodeSettings) -> dict[str, node_scripts.Step]:
+    rendered = (
+        node_scripts.preflight(settings, node),
+        node_scripts.install_kubelet(settings, node),
+        node_scripts.write_credentials(node),
+        node_scripts.configure_and_start(settings, node, catalogue_hints()),
+    )
+    return {step.name: step for step in rendered}
+
+
+def step_scripts(settings: Settings, node: NodeSettings) -> dict[str, str]:
+    """Every script of every step: `<step>.create` (create and update) and `<step>.delete`."""
+    scripts: dict[str, str] = {}
+    for name, step in steps(settings, node).items():
+        scripts[f"{name}.create"] = step.create_script
+        if step.delete_script is not None:
+            scripts[f"{name}.delete"] = step.delete_script
+    return scripts
 
 
 def command_lines(settings: Settings, node: NodeSettings) -> dict[str, str]:
-    """Every command line of every step: `<step>.create` and `<step>.delete`."""
+    """Every command line: `<step>.create`, `.update` and `.delete` (configure-and-start with NOTE)."""
     lines: dict[str, str] = {}
-    for step, scripts in step_scripts(settings, node).items():
-        lines[f"{step}.create"] = scripts.create
-        if scripts.delete is not None:
-            lines[f"{step}.delete"] = scripts.delete
+    for name, step in steps(settings, node).items():
+        note = NOTE if name == node_scripts.CONFIGURE_AND_START else ""
+        modes: tuple[node_scripts.Mode, ...] = ("create", "update", "delete") if step.delete_script else ("create", "update")
+        for mode in modes:
+            lines[f"{name}.{mode}"] = step.command(mode, "" if mode == "delete" else note)
     return lines
 
 
@@ -115,7 +130,8 @@ def rendered_files(settings: Settings, node: NodeSettings) -> dict[str, str]:
             user=node.cert_common_name,
         ),
     }
-    files.update({f"{name}.sh": line for name, line in command_lines(settings, node).items()})
+    files.update({f"{name}.sh": script for name, script in step_scripts(settings, node).items()})
+    files["commands.txt"] = "".join(f"== {name}\n{line}" for name, line in command_lines(settings, node).items())
     return files
 
 
@@ -472,8 +488,8 @@ def test_no_private_key_in_any_command_line(stack_name: str) -> None:
         node, ca_cert_pem=DUMMY_CA, cert_pem=DUMMY_CERT, key_pem=DUMMY_KEY, kubeconfig=kubeconfig
     )
     assert "PRIVATE KEY" in bundle  # the key is there, on stdin
-    lines = command_lines(settings, node)
-    assert len(lines) == 7  # 4 creates, 3 deletes (preflight writes nothing)
+    lines = {**command_lines(settings, node), **{f"{name}.sh": text for name, text in step_scripts(settings, node).items()}}
+    assert len(lines) == 11 + 7  # 4 creates, 4 updates, 3 deletes (preflight writes nothing); 7 scripts
     for name, line in lines.items():
         assert "PRIVATE KEY" not in line, name
         assert "RFVNTVktTk9ERS1LRVk" not in line, name
@@ -497,30 +513,58 @@ def test_sudo_command_lines() -> None:
     for name, line in lines.items():
         first, second = line.splitlines()[:2]
         assert first.startswith("sudo -n true 2>/dev/null || { echo "), name
-        assert "kube ALL=(ALL) NOPASSWD: ALL" in first, name
+        assert "$(id -un) ALL=(ALL) NOPASSWD: ALL" in first, name
         assert first.endswith("exit 1; }"), name
-        assert second == "sudo -n bash -c \"$(cat <<'HOMELAB_KUBELET_SCRIPT'", name
+        assert second.startswith("exec sudo -n bash -c 'export LC_ALL=C; "), name
 
 
 def test_root_command_lines() -> None:
     lines = command_lines(*stack("homelab"))
     for name, line in lines.items():
-        assert line.splitlines()[0] == "bash -c \"$(cat <<'HOMELAB_KUBELET_SCRIPT'", name
+        assert line.startswith("bash -c 'export LC_ALL=C; "), name
         assert "sudo" not in line, name
 
 
 @pytest.mark.parametrize("stack_name", STACKS)
+def test_command_lines_are_short_and_scripts_travel_on_stdin(stack_name: str) -> None:
+    # The command provider quotes the whole command into every failure message: keep it short.
+    settings, node = stack(stack_name)
+    for name, line in command_lines(settings, node).items():
+        assert len(line.encode()) <= 2048, name
+        assert "lib.sh" not in line and "install_file" not in line, name
+    for step in steps(settings, node).values():
+        create = step.command("create")
+        assert f"read -rN {len(step.create_script.encode())} script" in create
+        if step.delete_script is not None:
+            assert f"read -rN {len(step.delete_script.encode())} script" in step.command("delete")
+        assert step.scripts == step.create_script + (step.delete_script or "")
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
 def test_scripts_fit_in_one_argument(stack_name: str) -> None:
-    # `bash -c "$script"` hands the script as one argv string: Linux caps one at
+    # `exec bash -c "$script"` hands the script as one argv string: Linux caps one at
     # MAX_ARG_STRLEN = 32 pages = 131072 bytes ("Argument list too long" beyond).
-    for name, line in command_lines(*stack(stack_name)).items():
-        assert len(line.encode()) < 131072, name
+    for name, script in step_scripts(*stack(stack_name)).items():
+        assert len(script.encode()) < 131072, name
 
 
-def test_command_line_refuses_the_terminator() -> None:
-    _, node = stack("homelab")
-    with pytest.raises(ValueError, match="terminator"):
-        node_scripts.command_line("echo HOMELAB_KUBELET_SCRIPT\n", node)
+def test_configure_note_names_what_the_kubelet_runs_on() -> None:
+    settings, node = stack("homelab")
+    assert node_scripts.configure_note(settings, node, "abc") == f"kubelet {settings.kubernetes.version} (arm64), credentials abc"
+    step = steps(settings, node)[node_scripts.CONFIGURE_AND_START]
+    with pytest.raises(ValueError, match="one line"):
+        step.command("create", "two\nlines")
+
+
+def test_every_step_with_a_delete_holds_and_releases() -> None:
+    for name, step in steps(*stack("homelab")).items():
+        if step.delete_script is None:
+            assert name == node_scripts.PREFLIGHT  # writes nothing
+            continue
+        assert step.create_script.rstrip().endswith('hold_step "${1:-create}"'), name
+        # The guard comes right after lib.sh, before the step's own delete body.
+        lib, release = ((node_scripts.SCRIPTS_DIR / f).read_text() for f in ("lib.sh", "release.sh"))
+        assert lib + release in step.delete_script, name
 
 
 # --- allocatable ------------------------------------------------------------------------------

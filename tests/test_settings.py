@@ -335,6 +335,9 @@ BAD_CASES: dict[str, Bad] = {
     "ssh user uppercase": Bad(_section("ssh", "user", "Root"), "ssh.user", "'Root'"),
     "node ips not IPs": Bad(_node(1, "ips", ["192.168.1.300"]), "nodes[1].ips[0]", "'192.168.1.300'"),
     "logVerbosity 11": Bad(_section("kubelet", "logVerbosity", 11), "kubelet.logVerbosity", "(got 11)"),
+    "ssh-rsa host key pin": Bad(
+        _node(1, "hostKey", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"), "nodes[1].hostKey", "pin the node's ed25519"
+    ),
     "pid reservation 1.5": Bad(_reserved("systemReserved", "pid", 1.5), "reservations.systemReserved.pid", "1.5"),
 }
 
@@ -484,3 +487,11 @@ def test_quantity_with_trailing_newline_is_rejected() -> None:
     raw = homelab_config()
     raw["reservations"]["systemReserved"]["memory"] = "256Mi\n"
     assert any(problem.startswith("reservations.systemReserved.memory: ") for problem in _errors(raw))
+
+
+def test_ed25519_and_ecdsa_host_keys_can_be_pinned() -> None:
+    for key in ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+                "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY="):
+        raw = homelab_config()
+        raw["nodes"][1]["hostKey"] = key
+        assert _parse(raw).node("k8s-node1").host_key == key

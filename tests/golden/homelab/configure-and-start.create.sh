@@ -1,10 +1,14 @@
-bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
-# homelab-kubelet: configure and start kubelet on node k8s-node1
+# homelab-kubelet: configure and start on node k8s-node1
 NODE_NAME=k8s-node1
+STEP=configure-and-start
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
 STATIC_POD_PATH=/etc/kubelet.d
 KUBELET_DIR=/var/lib/kubelet
-STATE_DIR=/var/lib/homelab-kubelet
+KUBELET_BINARY=/usr/bin/kubelet
+KUBELET_RUNS_ON=(/usr/bin/kubelet /var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-config.yaml /etc/systemd/system/kubelet.service /etc/systemd/system/kube.slice /etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf /etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf /usr/local/libexec/homelab-kubelet/prepare-cgroups /etc/containerd/config.toml)
+KUBELET_RECORD=/var/lib/homelab-kubelet/kubelet-running
 CONTAINERD_DROPIN=/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 MANAGE_CONTAINERD_CGROUP_DRIVER=true
@@ -121,6 +125,50 @@ cgroup_version() {
     *) echo unknown ;;
   esac
 }
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+}
 # A failed configure-and-start puts the node back as it found it: every file this run changed gets
 # its previous content back (a new one is removed), and kubelet and containerd run as before.
 # When the step fails the state keeps the previous configuration, so the node must match it:
@@ -199,62 +247,110 @@ if [ "$containerd_changed" = true ]; then
   [ -S "$RUNTIME_SOCKET" ] || fail "containerd did not come back after its restart (journalctl -u containerd)"
   log "restarted containerd (runc SystemdCgroup = true, Slice=$KUBE_SLICE)"
 fi
-# Start (or restart) the kubelet and check that it is healthy and stays so: "Started kubelet"
-# and an `ok` from /healthz can come seconds before the container manager dies with a fatal
-# error, so also watch the restart counter over a settle window and the journal for F-lines.
+# Start the kubelet when it is down, restart it only when a file it runs on changed since it was
+# started (KUBELET_RUNS_ON: binary, credentials, configuration, units, containerd's config), and
+# then check that it is healthy and stays so: "Started kubelet" and an `ok` from /healthz can come
+# seconds before the container manager dies with a fatal error, so also watch the restart counter
+# over a settle window and the journal for F-lines. Runs after configure.sh, which enabled the
+# unit and reloaded systemd when needed.
 
-# Runs after configure.sh, which enabled the unit and reloaded systemd when needed.
-started=$(date +%s)
-systemctl restart kubelet.service
-log "kubelet (re)started; waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"
-
-healthz() { curl -fsS --max-time 5 "http://127.0.0.1:$HEALTHZ_PORT/healthz" 2>/dev/null || true; }
-restarts() { systemctl show -p NRestarts --value kubelet.service; }
-fatal_lines() {
-  journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null | grep -E '^F[0-9]{4} ' || true
+# One line per file: the binary by identity (hashing it costs seconds on a small node, and
+# install-kubelet always renames a new file into place), the rest by content; "absent" if missing.
+kubelet_fingerprint() {
+  local path hashed=()
+  for path in "${KUBELET_RUNS_ON[@]}"; do
+    if [ ! -e "$path" ]; then
+      printf 'absent %s\n' "$path"
+    elif [ "$path" = "$KUBELET_BINARY" ]; then
+      stat -c 'file-%d-%i-%s-%Y %n' "$path"
+    else
+      hashed+=("$path")
+    fi
+  done
+  [ "${#hashed[@]}" -eq 0 ] || sha256sum "${hashed[@]}"
 }
 
-problem=""
-while :; do
-  if systemctl is-active --quiet kubelet.service && [ "$(healthz)" = ok ]; then
-    break
-  fi
-  if [ $(($(date +%s) - started)) -ge "$HEALTH_TIMEOUT" ]; then
-    problem="not healthy within ${HEALTH_TIMEOUT}s (systemctl is-active: $(systemctl is-active kubelet.service || true), /healthz: '$(healthz)')"
-    break
-  fi
-  sleep 2
-done
-
-if [ -z "$problem" ]; then
-  before=$(restarts)
-  sleep "$SETTLE_SECONDS"
-  after=$(restarts)
-  if [ "$before" != "$after" ]; then
-    problem="restarted $((after - before)) time(s) during the ${SETTLE_SECONDS}s settle window"
-  elif ! systemctl is-active --quiet kubelet.service; then
-    problem="stopped during the ${SETTLE_SECONDS}s settle window"
-  elif [ -n "$(fatal_lines)" ]; then
-    problem="logged a fatal error"
-  fi
+fingerprint=$(kubelet_fingerprint)
+reason=""
+if ! systemctl is-active --quiet kubelet.service; then
+  reason="it was not running"
+elif [ -f "$KUBELET_RECORD" ]; then
+  changed=$(awk 'NR == FNR { started[$2] = $1; next } started[$2] != $1 { printf " %s", $2 }' \
+    "$KUBELET_RECORD" - <<<"$fingerprint")
+  [ -z "$changed" ] || reason="changed since it started:$changed"
+else
+  # No record (a node set up before records were kept): a file newer than the running kubelet.
+  since=$(date -d "$(systemctl show -p ExecMainStartTimestamp --value kubelet.service)" +%s 2>/dev/null || echo 0)
+  existing=()
+  for path in "${KUBELET_RUNS_ON[@]}"; do [ ! -e "$path" ] || existing+=("$path"); done
+  changed=$(stat -c '%Y %n' "${existing[@]}" | awk -v since="$since" '$1 >= since { printf " %s", $2 }')
+  [ -z "$changed" ] || reason="newer than the running kubelet:$changed"
 fi
 
-if [ -n "$problem" ]; then
-  journal=$(journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null || true)
-  {
-    printf 'ERROR [%s]: kubelet %s\n' "$NODE_NAME" "$problem"
-    printf -- '--- last lines of journalctl -u kubelet.service ---\n'
-    printf '%s\n' "$journal" | tail -n "$JOURNAL_LINES"
-    printf -- '---\n'
-    for index in "${!HINT_PATTERNS[@]}"; do
-      line=$(printf '%s\n' "$journal" | grep -P -m1 -e "${HINT_PATTERNS[$index]}" || true)
-      if [ -n "$line" ]; then
-        printf '%s\n    matched: %s\n' "${HINT_TEXTS[$index]}" "${line:0:300}"
-      fi
-    done
-  } >&2
-  exit 1
+# shellcheck disable=SC2317,SC2329  # called below
+restart_and_check() {
+  started=$(date +%s)
+  systemctl restart kubelet.service
+  log "kubelet (re)started ($reason); waiting up to ${HEALTH_TIMEOUT}s for /healthz on 127.0.0.1:$HEALTHZ_PORT"
+
+  healthz() { curl -fsS --max-time 5 "http://127.0.0.1:$HEALTHZ_PORT/healthz" 2>/dev/null || true; }
+  restarts() { systemctl show -p NRestarts --value kubelet.service; }
+  fatal_lines() {
+    journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null | grep -E '^F[0-9]{4} ' || true
+  }
+
+  problem=""
+  while :; do
+    if systemctl is-active --quiet kubelet.service && [ "$(healthz)" = ok ]; then
+      break
+    fi
+    if [ $(($(date +%s) - started)) -ge "$HEALTH_TIMEOUT" ]; then
+      problem="not healthy within ${HEALTH_TIMEOUT}s (systemctl is-active: $(systemctl is-active kubelet.service || true), /healthz: '$(healthz)')"
+      break
+    fi
+    sleep 2
+  done
+
+  if [ -z "$problem" ]; then
+    before=$(restarts)
+    sleep "$SETTLE_SECONDS"
+    after=$(restarts)
+    if [ "$before" != "$after" ]; then
+      problem="restarted $((after - before)) time(s) during the ${SETTLE_SECONDS}s settle window"
+    elif ! systemctl is-active --quiet kubelet.service; then
+      problem="stopped during the ${SETTLE_SECONDS}s settle window"
+    elif [ -n "$(fatal_lines)" ]; then
+      problem="logged a fatal error"
+    fi
+  fi
+
+  if [ -n "$problem" ]; then
+    journal=$(journalctl -u kubelet.service --since "@$started" -o cat --no-pager 2>/dev/null || true)
+    {
+      printf 'ERROR [%s]: kubelet %s\n' "$NODE_NAME" "$problem"
+      printf -- '--- last lines of journalctl -u kubelet.service ---\n'
+      printf '%s\n' "$journal" | tail -n "$JOURNAL_LINES"
+      printf -- '---\n'
+      for index in "${!HINT_PATTERNS[@]}"; do
+        line=$(printf '%s\n' "$journal" | grep -P -m1 -e "${HINT_PATTERNS[$index]}" || true)
+        if [ -n "$line" ]; then
+          printf '%s\n    matched: %s\n' "${HINT_TEXTS[$index]}" "${line:0:300}"
+        fi
+      done
+    } >&2
+    exit 1
+  fi
+  log "kubelet is healthy: active, /healthz ok, no restart and no fatal line over ${SETTLE_SECONDS}s"
+}
+
+if [ -n "$reason" ]; then
+  restart_and_check
+  report="kubelet restarted: $reason"
+else
+  report="kubelet not restarted: nothing it runs on changed since it started"
+  log "$report"
 fi
-log "kubelet is healthy: active, /healthz ok, no restart and no fatal line over ${SETTLE_SECONDS}s"
-HOMELAB_KUBELET_SCRIPT
-)"
+write_state "$KUBELET_RECORD" "$fingerprint"
+echo "$report"
+# The create or update ($1) succeeded: this resource holds the step on the node (see release.sh).
+hold_step "${1:-create}"

@@ -1,9 +1,11 @@
-bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
-# homelab-kubelet: unconfigure on node k8s-node1
+# homelab-kubelet: undo configure and start on node k8s-node1
 NODE_NAME=k8s-node1
-FILES=(/var/lib/kubelet/kubelet-config.yaml /etc/systemd/system/kubelet.service /etc/systemd/system/kube.slice /etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf /etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf /usr/local/libexec/homelab-kubelet/prepare-cgroups)
+STEP=configure-and-start
 STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+FILES=(/var/lib/kubelet/kubelet-config.yaml /etc/systemd/system/kubelet.service /etc/systemd/system/kube.slice /etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf /etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf /usr/local/libexec/homelab-kubelet/prepare-cgroups)
+KUBELET_RECORD=/var/lib/homelab-kubelet/kubelet-running
 CONTAINERD_DROPIN=/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
@@ -84,13 +86,66 @@ cgroup_version() {
     *) echo unknown ;;
   esac
 }
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+}
+# Delete. When Pulumi replaces this step it runs the new create first and this old delete last,
+# with the old inputs: undo the step only if no newer create holds it (lib.sh, holders).
+if ! release_step; then
+  log "$STEP: left in place; a newer $STEP holds this node (the step was replaced)"
+  echo "kept: held by a newer $STEP"
+  exit 0
+fi
 # Delete of the configure step: stop the kubelet, remove what configure wrote, and give the
 # container runtime back its own configuration.
 systemctl disable --now kubelet.service 2>/dev/null || true
+containerd_changed=false
+[ ! -e "$CONTAINERD_DROPIN" ] || containerd_changed=true
 for path in "${FILES[@]}"; do
   rm -f "$path"
 done
-containerd_changed=false
+rm -f "$KUBELET_RECORD"
 if [ -f "$STATE_DIR/containerd-config-managed" ]; then
   if [ -f "$STATE_DIR/containerd-config.toml.orig" ]; then
     mv -f "$STATE_DIR/containerd-config.toml.orig" "$CONTAINERD_CONFIG"
@@ -100,12 +155,9 @@ if [ -f "$STATE_DIR/containerd-config-managed" ]; then
   rm -f "$STATE_DIR/containerd-config-managed"
   containerd_changed=true
 fi
-[ -f "$CONTAINERD_DROPIN" ] || containerd_changed=true
 rmdir --ignore-fail-on-non-empty "$(dirname "$CONTAINERD_DROPIN")" "$STATE_DIR" 2>/dev/null || true
 systemctl daemon-reload
 if [ "$containerd_changed" = true ] && systemctl is-active --quiet containerd.service; then
   systemctl restart containerd.service
 fi
 log "kubelet stopped and disabled; removed ${FILES[*]}"
-HOMELAB_KUBELET_SCRIPT
-)"

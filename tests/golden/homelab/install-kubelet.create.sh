@@ -1,7 +1,9 @@
-bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
 # homelab-kubelet: install kubelet on node k8s-node1
 NODE_NAME=k8s-node1
+STEP=install-kubelet
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
 DOWNLOAD_BASE_URL=https://dl.k8s.io
 KUBELET_VERSION=v1.30.1
 ARCH=arm64
@@ -84,6 +86,50 @@ cgroup_version() {
     *) echo unknown ;;
   esac
 }
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+}
 # Install the kubelet: download it only when the installed binary does not match the
 # published sha256, verify before it replaces anything, and swap it in with a rename.
 
@@ -107,5 +153,5 @@ mv -f "$tmp" "$KUBELET_BINARY"
 trap - EXIT
 log "installed kubelet $KUBELET_VERSION ($ARCH) from $url, sha256 $expected"
 echo "changed $KUBELET_BINARY"
-HOMELAB_KUBELET_SCRIPT
-)"
+# The create or update ($1) succeeded: this resource holds the step on the node (see release.sh).
+hold_step "${1:-create}"

@@ -1,8 +1,9 @@
-sudo -n true 2>/dev/null || { echo 'ERROR [k8s-node1]: user kube cannot run sudo without a password; add a sudoers rule such as: kube ALL=(ALL) NOPASSWD: ALL' >&2; exit 1; }
-sudo -n bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
 # homelab-kubelet: preflight on node k8s-node1
 NODE_NAME=k8s-node1
+STEP=preflight
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
 EXPECTED_ARCH=arm64
 RUNTIME_SOCKET=/run/containerd/containerd.sock
 CONTAINERD_CONFIG=/etc/containerd/config.toml
@@ -94,6 +95,50 @@ cgroup_version() {
     tmpfs) if [ -d /sys/fs/cgroup/unified ]; then echo hybrid; else echo v1; fi ;;
     *) echo unknown ;;
   esac
+}
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
 }
 # Preflight: check the node before anything is written; report facts as JSON on stdout.
 # Every failed check is collected and reported at once, each naming the fix.
@@ -214,5 +259,3 @@ done
 printf '{"node":"%s","hostname":"%s","arch":"%s","kernel":"%s","cgroupVersion":"%s","cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":"%s","warnings":[%s]}\n' \
   "$NODE_NAME" "$hostname" "$arch" "$(uname -r)" "$cgroups" "$cpus" "$memory_bytes" \
   "$system_usage" "$swap_on" "$systemd_cgroup" "$json_warnings"
-HOMELAB_KUBELET_SCRIPT
-)"

@@ -1,8 +1,11 @@
-bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
-# homelab-kubelet: remove credentials on node k8s-node1
+# homelab-kubelet: credentials on node k8s-node1
 NODE_NAME=k8s-node1
-FILES=(/var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig)
+STEP=credentials
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+CA_CERT=/var/lib/kubernetes/ca.pem
+KUBELET_DIR=/var/lib/kubelet
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
 # the step's variables (NODE_NAME, ...), then this file, then the step itself.
@@ -81,10 +84,52 @@ cgroup_version() {
     *) echo unknown ;;
   esac
 }
-# Delete of a write step: remove the files it wrote.
-for path in "${FILES[@]}"; do
-  rm -f "$path"
-done
-log "removed ${FILES[*]}"
-HOMELAB_KUBELET_SCRIPT
-)"
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+}
+# Write CA, node certificate and key (0600) and kubeconfig (0600) from the bundle on stdin.
+install -d -m 0755 "$(dirname "$CA_CERT")" "$KUBELET_DIR"
+unpack_bundle
+# The create or update ($1) succeeded: this resource holds the step on the node (see release.sh).
+hold_step "${1:-create}"

@@ -1,9 +1,10 @@
-bash -c "$(cat <<'HOMELAB_KUBELET_SCRIPT'
 set -euo pipefail
-# homelab-kubelet: write credentials on node k8s-node1
+# homelab-kubelet: undo credentials on node k8s-node1
 NODE_NAME=k8s-node1
-CA_CERT=/var/lib/kubernetes/ca.pem
-KUBELET_DIR=/var/lib/kubelet
+STEP=credentials
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+FILES=(/var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig)
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
 # the step's variables (NODE_NAME, ...), then this file, then the step itself.
@@ -82,8 +83,59 @@ cgroup_version() {
     *) echo unknown ;;
   esac
 }
-# Write CA, node certificate and key (0600) and kubeconfig (0600) from the bundle on stdin.
-install -d -m 0755 "$(dirname "$CA_CERT")" "$KUBELET_DIR"
-unpack_bundle
-HOMELAB_KUBELET_SCRIPT
-)"
+
+# write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
+write_state() {
+  local tmp
+  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
+# here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
+# one with the old inputs; the count lets that old delete see that a newer create holds the step.
+holder_count() {
+  local count=0
+  [ ! -f "$HOLDERS_DIR/$STEP" ] || count=$(<"$HOLDERS_DIR/$STEP")
+  [[ "$count" =~ ^[0-9]+$ ]] || count=0
+  echo "$count"
+}
+
+# hold_step create|update: a create adds a holder, an update keeps the one it is.
+hold_step() {
+  local count
+  count=$(holder_count)
+  case "$1" in
+    create) count=$((count + 1)) ;;
+    update) [ "$count" -ge 1 ] || count=1 ;;
+    *) fail "hold_step: unknown mode '$1'" ;;
+  esac
+  write_state "$HOLDERS_DIR/$STEP" "$count"
+}
+
+# release_step: drop this resource's hold; succeeds only when it was the last holder.
+release_step() {
+  local count
+  count=$(holder_count)
+  if [ "$count" -gt 1 ]; then
+    write_state "$HOLDERS_DIR/$STEP" $((count - 1))
+    return 1
+  fi
+  rm -f "$HOLDERS_DIR/$STEP"
+  # The last step deleted on a node also removes the project's state directory.
+  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+}
+# Delete. When Pulumi replaces this step it runs the new create first and this old delete last,
+# with the old inputs: undo the step only if no newer create holds it (lib.sh, holders).
+if ! release_step; then
+  log "$STEP: left in place; a newer $STEP holds this node (the step was replaced)"
+  echo "kept: held by a newer $STEP"
+  exit 0
+fi
+# Delete of a write step: remove the files it wrote.
+for path in "${FILES[@]}"; do
+  rm -f "$path"
+done
+log "removed ${FILES[*]}"
