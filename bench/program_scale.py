@@ -526,8 +526,8 @@ def hotspots_for(nodes: int) -> Result:
     document = kubelet_configuration(settings, node)
     steps = [preflight(settings, node), install_kubelet(settings, node), write_credentials(node),
              configure_and_start(settings, node, catalogue_hints())]
-    # create + update (the same script) + delete, and the configure stdin bundle
-    text_bytes = sum(2 * len(step.create) + len(step.delete or "") for step in steps)
+    # the command lines (create, update, delete), the scripts on stdin, and the configure bundle
+    text_bytes = sum(2 * len(step.create) + len(step.delete or "") + len(step.scripts) for step in steps)
     text_bytes += len(configure_bundle(settings, node))
     pems = {"ca_cert_pem": "c" * 700, "client_cert_pem": "n" * 800, "client_key_pem": "k" * 240}
 

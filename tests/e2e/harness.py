@@ -86,10 +86,21 @@ class LabStack:
     def event_log(self) -> str:
         return "\n".join(run.text() for run in self.runs)
 
-    def up(self, continue_on_error: bool = False) -> Run:
+    def up(self, continue_on_error: bool = False, replace: list[str] | None = None) -> Run:
         run = self._run()
-        self.stack.up(continue_on_error=continue_on_error, on_event=run.events.append, color="never")
+        self.stack.up(continue_on_error=continue_on_error, replace=replace, on_event=run.events.append,
+                      color="never")
         return run
+
+    def resources(self) -> list[dict[str, Any]]:
+        deployment = self.stack.export_stack().deployment or {}
+        return list(deployment.get("resources", []))
+
+    def step_stdout(self, name: str) -> str:
+        """The stdout a remote step reported, from the state (what the step said it did)."""
+        matches = [r for r in self.resources() if r["type"] == COMMAND_TYPE and r["urn"].endswith(f"::{name}")]
+        assert len(matches) == 1, f"{name}: {len(matches)} resources"
+        return str(matches[0].get("outputs", {}).get("stdout", ""))
 
     def preview(self, diff: bool = False) -> tuple[Run, auto.PreviewResult]:
         run = self._run()
@@ -141,6 +152,18 @@ def node_ssh(name: str, command: str, user: str = "root") -> str:
 def kubelet_start_stamp(name: str) -> str:
     """Changes on every (re)start of the kubelet unit (the main PID's start time)."""
     return node_ssh(name, "systemctl show -p ExecMainStartTimestampMonotonic --value kubelet.service")
+
+
+def node_clock(name: str) -> int:
+    return int(node_ssh(name, "date +%s"))
+
+
+def kubelet_starts(name: str, since: int) -> int:
+    """How often systemd started the kubelet on `name` since the node's time `since`."""
+    count = node_ssh(
+        name, f"journalctl -u kubelet.service --since @{since} -o cat --no-pager | grep -c '^Started kubelet' || true"
+    )
+    return int(count)
 
 
 def reset_nodes(names: Iterable[str] = NODES) -> None:

@@ -1,7 +1,11 @@
 """End to end: `pulumi up --stack lab` for real (CLI, plugins, kubelet) on the lab VMs.
 
 The tests of a module run in order against one stack per cgroup mode: fresh up, no-op
-preview and up, a reservation change, a version change, a sudo user, a node removed, destroy.
+preview and up, a stack from before the triggers were dropped, a reservation change, a version
+change, re-issued certificates, `--replace` of every step, an edit of the scripts and hints, a
+sudo user, a node removed, destroy. What pulumi-command does on a replacement (the new create,
+then the old delete with the old inputs) is what breaks nodes, so every change checks that each
+kubelet is active afterwards and was started exactly as often as what it runs on changed.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ from collections.abc import Iterator
 import pytest
 from pulumi import automation as auto
 
+from components import hints, node_scripts
 from components.quantities import to_bytes
 from lab import api as lab
-from tests.e2e.harness import NODES, LabStack, kubelet_start_stamp, node_ssh, reset_nodes
+from tests.e2e.harness import (
+    COMMAND_TYPE,
+    NODES,
+    LabStack,
+    kubelet_start_stamp,
+    kubelet_starts,
+    node_clock,
+    node_ssh,
+    reset_nodes,
+)
 from tests.toolchain import require_kubelet
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +117,32 @@ def test_second_up_runs_nothing_and_restarts_nothing(stack: LabStack) -> None:
     assert {node: kubelet_start_stamp(node) for node in NODES} == before
 
 
+def assert_running_after(since: dict[str, int], starts: dict[str, int]) -> None:
+    """Every kubelet active (and not mid-restart), started exactly `starts[node]` times."""
+    for node in NODES:
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
+        assert node_ssh(node, "curl -fsS http://127.0.0.1:10248/healthz") == "ok", node
+        assert kubelet_starts(node, since[node]) == starts[node], node
+
+
+def test_a_stack_from_before_triggers_were_dropped_updates_in_place(stack: LabStack) -> None:
+    # Earlier versions of this program gave configure-and-start `triggers`; dropping them would
+    # be a replacement, and the old delete would unconfigure the node. They are ignored instead.
+    exported = stack.stack.export_stack()
+    deployment = dict(exported.deployment or {})
+    for resource in deployment["resources"]:
+        if resource["type"] == COMMAND_TYPE and resource["urn"].endswith("-configure-and-start"):
+            old = ["kubelet=v1.30.1/amd64", "credentials=0123456789abcdef"]
+            resource["inputs"] = {**resource["inputs"], "triggers": old}
+            resource["outputs"] = {**resource["outputs"], "triggers": old}
+    stack.stack.import_stack(auto.Deployment(version=exported.version, deployment=deployment))
+    run, result = stack.preview()
+    assert run.changed() == {}
+    assert set(result.change_summary) <= {auto.OpType.SAME}
+
+
 def test_reservation_change_restarts_that_node_only(stack: LabStack) -> None:
+    since = {node: node_clock(node) for node in NODES}
     before = {node: kubelet_start_stamp(node) for node in NODES}
     stack.set("nodes[1].reservations.kubeReserved.memory", "320Mi")
     run, result = stack.preview(diff=True)
@@ -118,28 +157,96 @@ def test_reservation_change_restarts_that_node_only(stack: LabStack) -> None:
     assert after["k8s-node2"] == before["k8s-node2"]
     assert memory_limit("k8s-node1", "kube.slice", stack.cgroup) == 320 * 2**20  # type: ignore[attr-defined]
     assert "memory: 320Mi" in node_ssh("k8s-node1", "cat /var/lib/kubelet/kubelet-config.yaml")
+    assert_running_after(since, {"k8s-master": 0, "k8s-node1": 1, "k8s-node2": 0})
 
 
-def test_version_change_replaces_the_binary(stack: LabStack) -> None:
-    before = {node: kubelet_start_stamp(node) for node in NODES}
+def test_version_change_installs_the_binary_and_restarts_each_kubelet_once(stack: LabStack) -> None:
+    since = {node: node_clock(node) for node in NODES}
     stack.set("kubernetes.version", NEW_VERSION)
+    run, result = stack.preview(diff=True)
+    assert run.changed() == {
+        f"{node}-{step}": "update" for node in NODES for step in ("install-kubelet", "configure-and-start")
+    }
+    assert f"kubelet {NEW_VERSION} (amd64)" in result.stdout  # the configure step's note, readable
     run = stack.up()
     assert run.changed() == {
         f"{node}-{step}": "update" for node in NODES for step in ("install-kubelet", "configure-and-start")
     }
     for node in NODES:
         assert node_ssh(node, "/usr/bin/kubelet --version") == f"Kubernetes {NEW_VERSION}"
-        assert kubelet_start_stamp(node) != before[node]
-        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+        assert stack.step_stdout(f"{node}-configure-and-start").endswith(
+            "kubelet restarted: changed since it started: /usr/bin/kubelet"
+        )
+    assert_running_after(since, dict.fromkeys(NODES, 1))
+
+
+def test_reissued_certificates_reach_every_kubelet_with_one_restart(stack: LabStack) -> None:
+    # pulumi-tls re-issues every certificate on early renewal; a new SAN forces the same here.
+    since = {node: node_clock(node) for node in NODES}
+    nodes = stack.config_object("nodes")
+    for node in nodes:
+        node["ips"] = [*node.get("ips", []), "10.0.2.16"]
+    stack.set_object("nodes", nodes)
+    run = stack.up()
+    for node in NODES:
+        assert run.changed()[f"{node}-credentials"] == "update"
+        assert run.changed()[f"{node}-configure-and-start"] == "update"
+        sans = node_ssh(node, f"openssl x509 -in /var/lib/kubelet/{node}.pem -noout -ext subjectAltName")
+        assert "IP Address:10.0.2.16" in sans, sans
+        report = stack.step_stdout(f"{node}-configure-and-start")
+        assert f"/var/lib/kubelet/{node}.pem" in report and report.startswith("kubelet restarted"), report
+    assert_running_after(since, dict.fromkeys(NODES, 1))
+
+
+def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
+    # `pulumi up --replace`: each new create runs, then each old delete with the old inputs.
+    since = {node: node_clock(node) for node in NODES}
+    steps = [r["urn"] for r in stack.resources() if r["type"] == COMMAND_TYPE]
+    assert len(steps) == 4 * len(NODES)
+    run = stack.up(replace=steps)
+    assert set(run.changed().values()) == {"replace"}, run.changed()
+    for node in NODES:
+        for step in ("install-kubelet", "credentials", "configure-and-start"):
+            assert node_ssh(node, f"cat /var/lib/homelab-kubelet/holders/{step}") == "1", (node, step)
+        assert node_ssh(node, "ls /usr/bin/kubelet /var/lib/kubelet/kubeconfig /etc/systemd/system/kubelet.service")
+        assert stack.step_stdout(f"{node}-configure-and-start").endswith("kubelet not restarted: nothing it runs on "
+                                                                         "changed since it started")
+    assert_running_after(since, dict.fromkeys(NODES, 0))
+    assert stack.preview()[0].changed() == {}
+
+
+def test_an_edit_of_a_hint_or_a_script_comment_restarts_no_kubelet(
+    stack: LabStack, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The program runs in this process (an inline program): edit what it renders, as a new
+    # version of this project would.
+    since = {node: node_clock(node) for node in NODES}
+    original_hint, original_script = hints.hint_text, node_scripts._script_text
+    monkeypatch.setattr(hints, "hint_text", lambda entry: original_hint(entry) + "\n    (edited)")
+    monkeypatch.setattr(
+        node_scripts, "_script_text",
+        lambda name: original_script(name) + ("# an edited comment\n" if name == "start-kubelet.sh" else ""),
+    )
+    run = stack.up()
+    assert run.changed() == {f"{node}-configure-and-start": "update" for node in NODES}
+    monkeypatch.undo()
+    run = stack.up()
+    assert run.changed() == {f"{node}-configure-and-start": "update" for node in NODES}
+    assert_running_after(since, dict.fromkeys(NODES, 0))
 
 
 def test_sudo_user_works_as_well_as_root(stack: LabStack) -> None:
+    since = {node: node_clock(node) for node in NODES}
     stack.set("ssh.user", "kube")
-    stack.up()
+    run = stack.up()
+    # A different user is a different command line (sudo): every step reruns, as that user.
+    assert set(run.changed().values()) == {"update"} and len(run.changed()) == 4 * len(NODES)
     for node in NODES:
-        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+        journal = node_ssh(node, f"journalctl --since @{since[node]} -o cat --no-pager SYSLOG_IDENTIFIER=sudo")
+        assert "kube : " in journal and "USER=root ; COMMAND=/usr/bin/bash -c" in journal, journal[-2000:]
     stack.set("ssh.user", "root")
     stack.up()
+    assert_running_after(since, dict.fromkeys(NODES, 0))
 
 
 def test_removing_a_node_cleans_it_and_leaves_the_others(stack: LabStack) -> None:
