@@ -1,7 +1,7 @@
 """Render the node steps: per remote step a bash script for create/update and one for delete.
 
-A script is strict mode, the step's variables, `scripts/lib.sh`, then the step bodies from
-`scripts/`. The scripts travel on stdin, followed by the step's data (a file bundle), and the
+A script is strict mode, the step's variables, `node_steps/lib.sh`, then the step bodies from
+`node_steps/`. The scripts travel on stdin, followed by the step's data (a file bundle), and the
 command line is a short loader that reads them back (`Step.command`): the real command provider
 quotes the whole command into every failure message, so a failure shows the step's own output
 and a few hundred bytes of command, and `pulumi preview --diff` shows script and file changes as
@@ -30,7 +30,7 @@ from components.quantities import to_bytes, to_millicores
 from components.settings import NodeSettings, Settings
 from components.systemd import unit_files
 
-SCRIPTS_DIR = Path(__file__).with_name("scripts")
+SCRIPTS_DIR = Path(__file__).with_name("node_steps")
 MIN_FREE_KB = 200 * 1024
 JOURNAL_LINES = 40
 

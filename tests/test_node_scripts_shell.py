@@ -2,7 +2,7 @@
 
 shellcheck (apt-get install -y shellcheck) checks every script of node k8s-node1 in the homelab
 stack (root: `bash -c`) and the variant stack (user `kube`: `sudo -n bash -c`), and
-components/scripts/prepare-cgroups.sh. A missing shellcheck fails the tests; it is not a skip.
+components/node_steps/prepare-cgroups.sh. A missing shellcheck fails the tests; it is not a skip.
 
 Then the parts that need no root, no systemd and no node run locally in a temp dir:
 `install_file`, `unpack_bundle` and the step holders from lib.sh through a small bash harness,
@@ -33,8 +33,8 @@ from components.bundle import NodeFile, pack
 from tests.test_renderers import STACKS, command_lines, stack, step_scripts, steps
 
 REPO = Path(__file__).resolve().parent.parent
-LIB = REPO / "components" / "scripts" / "lib.sh"
-PREPARE_CGROUPS = REPO / "components" / "scripts" / "prepare-cgroups.sh"
+LIB = REPO / "components" / "node_steps" / "lib.sh"
+PREPARE_CGROUPS = REPO / "components" / "node_steps" / "prepare-cgroups.sh"
 def _shellcheck() -> str:
     path = shutil.which("shellcheck")
     if path is None:
