@@ -13,6 +13,37 @@ def _mi(value: int) -> str:
     return f"{value // 2**20}Mi"
 
 
+def reserved_millicores(reservations: Reservations) -> int:
+    """systemReserved + kubeReserved cpu."""
+    return sum(
+        to_millicores(reservation.cpu)
+        for reservation in (reservations.system_reserved, reservations.kube_reserved)
+        if reservation.cpu is not None
+    )
+
+
+def fixed_reserved_memory_bytes(reservations: Reservations) -> int:
+    """systemReserved + kubeReserved memory, plus evictionHard memory.available when absolute."""
+    total = sum(
+        to_bytes(reservation.memory)
+        for reservation in (reservations.system_reserved, reservations.kube_reserved)
+        if reservation.memory is not None
+    )
+    threshold = reservations.eviction_hard.get("memory.available", "0")
+    return total if threshold.endswith("%") else total + to_bytes(threshold)
+
+
+def eviction_basis_points(reservations: Reservations) -> int:
+    """evictionHard memory.available as a share of capacity in 1/10000 (0 when absolute)."""
+    threshold = reservations.eviction_hard.get("memory.available", "0")
+    return round(float(threshold[:-1]) * 100) if threshold.endswith("%") else 0
+
+
+def reserved_memory_bytes(reservations: Reservations, memory_bytes: int) -> int:
+    """Everything taken from a node's memory before pods: the one formula (preflight uses it too)."""
+    return fixed_reserved_memory_bytes(reservations) + memory_bytes * eviction_basis_points(reservations) // 10000
+
+
 def allocatable(reservations: Reservations, cpus: int, memory_bytes: int) -> dict[str, Any]:
     """Allocatable CPU and memory for a node of the given capacity, with the arithmetic shown."""
     system, kube = reservations.system_reserved, reservations.kube_reserved
@@ -20,14 +51,10 @@ def allocatable(reservations: Reservations, cpus: int, memory_bytes: int) -> dic
     kube_cpu = to_millicores(kube.cpu) if kube.cpu else 0
     system_memory = to_bytes(system.memory) if system.memory else 0
     kube_memory = to_bytes(kube.memory) if kube.memory else 0
-    threshold = reservations.eviction_hard.get("memory.available", "0")
-    if threshold.endswith("%"):
-        eviction_memory = int(memory_bytes * float(threshold[:-1]) / 100)
-    else:
-        eviction_memory = to_bytes(threshold)
+    eviction_memory = reserved_memory_bytes(reservations, memory_bytes) - system_memory - kube_memory
     capacity_cpu = cpus * 1000
-    cpu = max(0, capacity_cpu - system_cpu - kube_cpu)
-    memory = max(0, memory_bytes - system_memory - kube_memory - eviction_memory)
+    cpu = max(0, capacity_cpu - reserved_millicores(reservations))
+    memory = max(0, memory_bytes - reserved_memory_bytes(reservations, memory_bytes))
     return {
         "cpu": f"{cpu}m",
         "memory": _mi(memory),

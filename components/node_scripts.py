@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Literal
 
 from components import paths
+from components.allocatable import eviction_basis_points, fixed_reserved_memory_bytes, reserved_millicores
 from components.bundle import NodeFile, pack
 from components.kubelet_config import render_kubelet_config
-from components.quantities import to_bytes, to_millicores
+from components.quantities import to_bytes
 from components.settings import NodeSettings, Settings
 from components.systemd import unit_files
 
@@ -165,27 +166,6 @@ def render_step(
     )
 
 
-def _reserved_memory_bytes(node: NodeSettings) -> int:
-    reservations = node.reservations
-    total = 0
-    for reservation in (reservations.system_reserved, reservations.kube_reserved):
-        if reservation.memory is not None:
-            total += to_bytes(reservation.memory)
-    eviction = reservations.eviction_hard.get("memory.available", "0")
-    if not eviction.endswith("%"):
-        total += to_bytes(eviction)
-    return total
-
-
-def _reserved_millicores(node: NodeSettings) -> int:
-    reservations = node.reservations
-    return sum(
-        to_millicores(reservation.cpu)
-        for reservation in (reservations.system_reserved, reservations.kube_reserved)
-        if reservation.cpu is not None
-    )
-
-
 def preflight(settings: Settings, node: NodeSettings) -> Step:
     reservations = node.reservations
     system_memory = reservations.system_reserved.memory
@@ -197,8 +177,10 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "FAIL_SWAP_ON": settings.kubelet.fail_swap_on,
         "HOSTNAME_CHECK": settings.kubelet.hostname_check,
         "RESOLV_CONF": node.resolv_conf,
-        "RESERVED_MILLICORES": _reserved_millicores(node),
-        "RESERVED_MEMORY_BYTES": _reserved_memory_bytes(node),
+        "RESERVED_MILLICORES": reserved_millicores(reservations),
+        # reserved memory = fixed + capacity x basis points / 10000 (allocatable.reserved_memory_bytes)
+        "RESERVED_MEMORY_BYTES": fixed_reserved_memory_bytes(reservations),
+        "EVICTION_BASIS_POINTS": eviction_basis_points(reservations),
         "SYSTEM_SLICE": reservations.system_reserved_slice,
         "SYSTEM_RESERVED_MEMORY_BYTES": to_bytes(system_memory) if system_memory else 0,
         "ENFORCE_SYSTEM_RESERVED": "system-reserved" in reservations.enforce_node_allocatable,

@@ -22,6 +22,7 @@ import base64
 import difflib
 import json
 import os
+import re
 import shlex
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,7 @@ import pytest
 import yaml
 
 from components import node_scripts, paths, systemd
-from components.allocatable import allocatable
+from components.allocatable import allocatable, reserved_memory_bytes
 from components.bundle import END_MARKER, FILE_MARKER, NodeFile, pack, unpack
 from components.hints import catalogue_hints
 from components.kubeconfig import render_kubeconfig
@@ -612,3 +613,20 @@ def test_configure_file_paths_match_the_rendered_files(stack_name: str) -> None:
     settings, node = stack(stack_name)
     rendered = [file.path for file in node_scripts.configure_files(settings, node)]
     assert node_scripts.configure_file_paths(settings, node) == rendered
+
+
+def test_preflight_reserves_memory_by_the_allocatable_formula() -> None:
+    # One formula: preflight's shell arithmetic and the allocatable table agree, percentages too.
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.available": "7.5%"}
+    settings = parse_settings(raw)
+    node = settings.node(NODE)
+    script = node_scripts.preflight(settings, node).create_script
+    fixed = int(re.search(r"^RESERVED_MEMORY_BYTES=(\d+)$", script, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    points = int(re.search(r"^EVICTION_BASIS_POINTS=(\d+)$", script, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert "reserved_memory=$((RESERVED_MEMORY_BYTES + memory_bytes * EVICTION_BASIS_POINTS / 10000))" in script
+    capacity = 4 * GI
+    shell_reserved = fixed + capacity * points // 10000
+    assert shell_reserved == reserved_memory_bytes(node.reservations, capacity)
+    # 4096Mi - 256Mi - 1024Mi - 307.2Mi (7.5%)
+    assert allocatable(node.reservations, 4, capacity)["memory"] == "2508Mi"

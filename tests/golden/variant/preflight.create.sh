@@ -13,6 +13,7 @@ HOSTNAME_CHECK=warn
 RESOLV_CONF=/run/systemd/resolve/resolv.conf
 RESERVED_MILLICORES=768
 RESERVED_MEMORY_BYTES=1178599424
+EVICTION_BASIS_POINTS=0
 SYSTEM_SLICE=system.slice
 SYSTEM_RESERVED_MEMORY_BYTES=268435456
 ENFORCE_SYSTEM_RESERVED=true
@@ -225,8 +226,9 @@ memory_bytes=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024))
 if [ "$RESERVED_MILLICORES" -ge $((cpus * 1000)) ]; then
   error "reservations: systemReserved + kubeReserved cpu (${RESERVED_MILLICORES}m) is not below the node's $cpus CPUs"
 fi
-if [ "$RESERVED_MEMORY_BYTES" -ge "$memory_bytes" ]; then
-  error "reservations: systemReserved + kubeReserved + evictionHard memory ($((RESERVED_MEMORY_BYTES / 1048576))Mi) is not below the node's memory ($((memory_bytes / 1048576))Mi)"
+reserved_memory=$((RESERVED_MEMORY_BYTES + memory_bytes * EVICTION_BASIS_POINTS / 10000))
+if [ "$reserved_memory" -ge "$memory_bytes" ]; then
+  error "reservations: systemReserved + kubeReserved + evictionHard memory ($((reserved_memory / 1048576))Mi) is not below the node's memory ($((memory_bytes / 1048576))Mi)"
 fi
 
 system_usage=0
