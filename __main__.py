@@ -18,11 +18,16 @@ from components.settings import (
 )
 
 
+def configured_keys() -> set[str]:
+    """Every key of the stack's configuration, as the SDK holds it (set by the engine or mocks)."""
+    return set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+
+
 def load_settings(config: pulumi.Config) -> tuple[Settings, dict[str, pulumi.Output[str]]]:
     secrets = {key: value for key in SECRET_KEYS if (value := config.get_secret(key)) is not None}
     raw = {key: config.get_object(key) for key in OBJECT_KEYS}
     try:
-        return parse_settings(raw, frozenset(secrets)), secrets
+        return parse_settings(raw, frozenset(secrets), configured_keys()), secrets
     except SettingsError as error:
         # RunError reports the message alone, before any resource is registered.
         raise pulumi.RunError(str(error)) from None

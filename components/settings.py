@@ -8,9 +8,10 @@ stack-wide `reservations` here, so everything downstream sees one resolved `Node
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,8 +27,9 @@ from pydantic import (
 from components.quantities import QUANTITY_PATTERN, to_bytes, to_millicores
 
 CONFIG_NAMESPACE = "homelab-kubelet"
-# Stack config keys the program reads; `settings_from_config` rejects nothing else by itself,
-# since Pulumi config has no "unknown key" notion: `Pulumi.yaml` declares these.
+# Stack config keys the program reads. The Pulumi CLI checks the types of the keys Pulumi.yaml
+# declares but passes any other key of the namespace (and inline programs skip the project file):
+# `unknown_key_problems` refuses them.
 OBJECT_KEYS = ("kubernetes", "ssh", "kubelet", "reservations", "pki", "nodes")
 # Secrets live in their own top-level keys, so the structured objects stay plain.
 SECRET_KEYS = ("sshPrivateKey", "caCertPem", "caKeyPem")
@@ -35,6 +37,21 @@ SECRET_KEYS = ("sshPrivateKey", "caCertPem", "caKeyPem")
 # Sanity ceilings: a reservation above these is a unit mistake (Gi for Mi), not a plan.
 MAX_RESERVED_MILLICORES = 64_000
 MAX_RESERVED_BYTES = 256 * 2**30
+
+
+def unknown_key_problems(configured: Iterable[str]) -> list[str]:
+    """A problem for every configured key of this project's namespace that the program does not
+    read, with the closest known key; other namespaces (providers' `command:*`, `tls:*`) pass."""
+    known = (*OBJECT_KEYS, *SECRET_KEYS)
+    problems = []
+    for full_key in sorted(configured):
+        namespace, _, key = full_key.partition(":")
+        if namespace != CONFIG_NAMESPACE or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {CONFIG_NAMESPACE}:{close[0]}?" if close else f"known keys: {', '.join(known)}"
+        problems.append(f"{full_key}: unknown key; {hint}")
+    return problems
 
 
 class SettingsError(ValueError):
@@ -621,9 +638,14 @@ def _pod_cidr_overlaps(cidrs: Sequence[tuple[int, str]]) -> dict[int, list[tuple
     return found
 
 
-def parse_settings(raw: Mapping[str, Any], secrets_present: frozenset[str] = frozenset()) -> Settings:
-    """Validate the stack config objects; raises SettingsError listing every problem."""
-    problems: list[str] = []
+def parse_settings(
+    raw: Mapping[str, Any], secrets_present: frozenset[str] = frozenset(), configured_keys: Iterable[str] = ()
+) -> Settings:
+    """Validate the stack config objects; raises SettingsError listing every problem.
+
+    `configured_keys`: every key of the stack's config ("namespace:key"), to refuse unknown ones.
+    """
+    problems: list[str] = unknown_key_problems(configured_keys)
     kubernetes = _validate(KubernetesSettings, raw.get("kubernetes"), "kubernetes", problems)
     if raw.get("kubernetes") is None:
         problems.append("kubernetes: required key is missing")

@@ -245,12 +245,19 @@ def run_program(
     config: dict[str, Any],
     secrets: dict[str, str] | None = None,
     monkeypatch: Any = None,
+    extra_config: dict[str, str] | None = None,
+    mocks: ProviderMocks | None = None,
 ) -> ProgramRun:
-    """Run __main__.py with this stack config under the mocks; wait for every output."""
+    """Run __main__.py with this stack config under the mocks; wait for every output.
+
+    `extra_config`: more keys as written in a stack file ("namespace:key" -> value). Pass your
+    own `mocks` to see what was registered when the program fails."""
     secrets = secrets or {}
-    mocks = ProviderMocks()
+    mocks = mocks or ProviderMocks()
     pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=False)
-    all_config = _config_strings(config) | {f"homelab-kubelet:{k}": v for k, v in secrets.items()}
+    all_config = (
+        _config_strings(config) | {f"homelab-kubelet:{k}": v for k, v in secrets.items()} | (extra_config or {})
+    )
     pulumi.runtime.set_all_config(all_config, [f"homelab-kubelet:{k}" for k in secrets])
 
     declared: list[Declared] = []

@@ -12,13 +12,14 @@ import ipaddress
 import re
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import bundle
-from tests.pulumi_harness import ProgramRun, is_secret_input, run_program, unwrap
+from tests.pulumi_harness import ProgramRun, ProviderMocks, is_secret_input, run_program, unwrap
 from tests.stack_config import homelab_config
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
@@ -326,3 +327,33 @@ def test_private_key_file_is_read_as_a_secret(tmp_path: Any) -> None:
     connection = run.resource("k8s-node1-preflight").inputs["connection"]
     assert is_secret_input(connection) or is_secret_input(connection.get("privateKey"))
     assert "from-file" in unwrap(connection)["privateKey"]
+
+
+def failed_run(config: dict[str, Any], secrets: dict[str, str], extra: dict[str, str]) -> tuple[str, ProviderMocks]:
+    mocks = ProviderMocks()
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program(config, secrets, extra_config=extra, mocks=mocks)
+    return str(failure.value), mocks
+
+
+def test_a_misspelt_top_level_key_is_refused_with_the_closest_known_key() -> None:
+    message, mocks = failed_run(homelab_with_key(), HOMELAB_SECRETS, {"homelab-kubelet:reservation": '{"x": 1}'})
+    assert "homelab-kubelet:reservation: unknown key; did you mean homelab-kubelet:reservations?" in message
+    assert mocks.resources == []  # refused before any resource is registered
+
+
+def test_a_misspelt_secret_key_is_refused() -> None:
+    message, mocks = failed_run(homelab_with_key(), HOMELAB_SECRETS, {"homelab-kubelet:sshPrivatekey": "k"})
+    assert "homelab-kubelet:sshPrivatekey: unknown key; did you mean homelab-kubelet:sshPrivateKey?" in message
+    assert mocks.resources == []
+
+
+def test_a_key_without_a_close_match_lists_the_known_keys() -> None:
+    message, _ = failed_run(homelab_with_key(), HOMELAB_SECRETS, {"homelab-kubelet:cni": '"bridge"'})
+    assert "homelab-kubelet:cni: unknown key; known keys: kubernetes, ssh, kubelet" in message
+
+
+def test_keys_of_other_namespaces_are_left_alone() -> None:
+    run = run_program(homelab_with_key(), HOMELAB_SECRETS,
+                      extra_config={"command:someSetting": "x", "tls:proxy": '{"fromEnv": true}'})
+    assert len(run.resources(COMMAND)) == 4 * len(NODES)
