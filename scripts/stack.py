@@ -5,7 +5,11 @@ SDK's in-process language server, with the real CLI and provider plugins, so no
 `pulumi-language-python` binary is needed (its Go module is not served here). With Pulumi
 installed the official way, plain `pulumi up` does the same.
 
-Usage: venv/bin/python scripts/stack.py {preview,up,destroy} STACK [--diff] [--exclude-protected]
+Usage: venv/bin/python scripts/stack.py {preview,up,destroy} STACK [pulumi's own flags]
+Takes the flags of `pulumi up` (and preview, destroy) that matter here: --yes, --skip-preview,
+--diff, --target, --target-dependents, --replace, --exclude, --continue-on-error, --refresh,
+--parallel, --message, --expect-no-changes, --exclude-protected. An Automation API run never asks
+for confirmation, so --yes and --skip-preview change nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import runpy
 import sys
 from pathlib import Path
+from typing import Any
 
 from pulumi import automation as auto
 
@@ -26,14 +31,52 @@ def run_program() -> None:
     runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("operation", choices=("preview", "up", "destroy"))
-    parser.add_argument("stack")
-    parser.add_argument("--diff", action="store_true", help="show the diff of every change")
-    parser.add_argument("--exclude-protected", action="store_true", help="destroy: keep protected resources")
-    args = parser.parse_args()
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parse.add_argument("operation", choices=("preview", "up", "destroy"))
+    parse.add_argument("stack")
+    parse.add_argument("--stack", "-s", dest="stack_flag", help="the stack (as pulumi's flag; must match STACK)")
+    parse.add_argument("--yes", "-y", action="store_true", help="accepted; never asked anyway")
+    parse.add_argument("--skip-preview", "-f", action="store_true", help="accepted; no separate preview is run")
+    parse.add_argument("--diff", action="store_true", help="show the diff of every change")
+    parse.add_argument("--target", "-t", action="append", default=None, help="URN to operate on (repeatable)")
+    parse.add_argument("--target-dependents", action="store_true")
+    parse.add_argument("--replace", action="append", default=None, help="URN to replace (repeatable)")
+    parse.add_argument("--exclude", action="append", default=None, help="URN to leave out (repeatable)")
+    parse.add_argument("--continue-on-error", action="store_true", help="go on with other nodes after a failure")
+    parse.add_argument("--refresh", "-r", action="store_true")
+    parse.add_argument("--parallel", "-p", type=int, default=None)
+    parse.add_argument("--message", "-m", default=None)
+    parse.add_argument("--expect-no-changes", action="store_true")
+    parse.add_argument("--exclude-protected", action="store_true", help="destroy: keep protected resources")
+    return parse
 
+
+def operation_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The Automation API arguments of the chosen operation; an unfitting flag is an error."""
+    common: dict[str, Any] = {
+        "diff": args.diff, "target": args.target, "target_dependents": args.target_dependents or None,
+        "refresh": args.refresh or None, "parallel": args.parallel, "message": args.message,
+    }
+    if args.operation == "destroy":
+        wrong = [flag for flag, value in (("--replace", args.replace), ("--exclude", args.exclude),
+                                           ("--expect-no-changes", args.expect_no_changes)) if value]
+        if wrong:
+            raise SystemExit(f"stack.py: destroy does not take {', '.join(wrong)}")
+        return {**common, "exclude_protected": args.exclude_protected,
+                "continue_on_error": args.continue_on_error or None}
+    if args.exclude_protected:
+        raise SystemExit("stack.py: --exclude-protected goes with destroy")
+    return {**common, "replace": args.replace, "exclude": args.exclude,
+            "expect_no_changes": args.expect_no_changes or None,
+            **({"continue_on_error": args.continue_on_error or None} if args.operation == "up" else {})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.stack_flag not in (None, args.stack):
+        raise SystemExit(f"stack.py: --stack {args.stack_flag} differs from STACK {args.stack}")
+    kwargs = {key: value for key, value in operation_arguments(args).items() if value is not None}
     stack = auto.create_or_select_stack(
         args.stack,
         project_name="homelab-kubelet",
@@ -42,11 +85,11 @@ def main() -> int:
     )
     try:
         if args.operation == "preview":
-            stack.preview(on_output=print, diff=args.diff, color="auto")
+            stack.preview(on_output=print, color="auto", **kwargs)
         elif args.operation == "up":
-            stack.up(on_output=print, diff=args.diff, color="auto")
+            stack.up(on_output=print, color="auto", **kwargs)
         else:
-            stack.destroy(on_output=print, exclude_protected=args.exclude_protected, color="auto")
+            stack.destroy(on_output=print, color="auto", **kwargs)
     except auto.errors.CommandError as error:
         print(error, file=sys.stderr)
         return 1

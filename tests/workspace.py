@@ -24,13 +24,18 @@ PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "pyproject.toml")
 
 
 def copy_project(destination: Path, stack_files: tuple[str, ...] = ()) -> Path:
+    """The project files and `stack_files`, the latter without an `encryptionsalt:` line: the
+    copy's stack is made with the caller's passphrase, whatever salt a local run left in the repo."""
     destination.mkdir(parents=True)
-    for name in (*PROJECT_FILES, *stack_files):
+    for name in PROJECT_FILES:
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, destination / name)
+    for name in stack_files:
+        lines = (REPO / name).read_text().splitlines(keepends=True)
+        (destination / name).write_text("".join(line for line in lines if not line.startswith("encryptionsalt:")))
     (destination / "venv").symlink_to(REPO / "venv")
     return destination
 
