@@ -4,9 +4,9 @@ Golden files live in tests/golden/<stack>/ for node k8s-node1 of two stacks: `ho
 (Pulumi.homelab.yaml as it is) and `variant` (the homelab stack with a non-root sudo user
 `kube`, authMode permissive, labels, taints, extraArgs, a per-node reservation override and
 RSA keys; see `variant_config`). A mismatch fails with a unified diff. After an intended
-change, rewrite them and review the diff before committing:
+change, rewrite them and review the diff before committing (no test ever writes them):
 
-    UPDATE_GOLDEN=1 venv/bin/python -m pytest tests/test_renderers.py -q
+    scripts/update-golden
     git diff tests/golden/
 
 The configure-and-start golden files embed `components.hints.catalogue_hints()`, so a change of the
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import difflib
 import json
-import os
 import re
 import shlex
 from decimal import Decimal
@@ -45,7 +44,6 @@ TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "golden"
 FIELDS = json.loads((TESTS / "data" / "kubelet-config-fields-v1.30.json").read_text())["fields"]
 NODE = "k8s-node1"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 # Fixed dummy PEM texts: not real certificates or keys, only distinct recognisable strings.
 DUMMY_CA = "-----BEGIN CERTIFICATE-----\nRFVNTVktQ0EtQ0VSVElGSUNBVEU=\n-----END CERTIFICATE-----\n"
@@ -140,13 +138,24 @@ def golden_cases() -> list[tuple[str, str]]:
     return [(name, file) for name in STACKS for file in rendered_files(*stack(name))]
 
 
-def assert_golden(path: Path, actual: str, update: bool = UPDATE) -> None:
-    if update:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-        return
+def write_golden_files() -> list[Path]:
+    """Rewrite every golden file from the renderers (scripts/update-golden; never run by a test)."""
+    written = []
+    for stale in GOLDEN.rglob("*"):
+        if stale.is_file():
+            stale.unlink()
+    for name in STACKS:
+        for file, text in rendered_files(*stack(name)).items():
+            path = GOLDEN / name / file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    return written
+
+
+def assert_golden(path: Path, actual: str) -> None:
     if not path.exists():
-        pytest.fail(f"golden file {path} is missing; create it with UPDATE_GOLDEN=1 and review it")
+        pytest.fail(f"golden file {path} is missing; create it with scripts/update-golden and review it")
     expected = path.read_text()
     if actual != expected:
         diff = "".join(
@@ -157,7 +166,7 @@ def assert_golden(path: Path, actual: str, update: bool = UPDATE) -> None:
                 tofile="rendered",
             )
         )
-        pytest.fail(f"rendered output differs from {path}; if intended, rerun with UPDATE_GOLDEN=1\n{diff}")
+        pytest.fail(f"rendered output differs from {path}; if intended, run scripts/update-golden\n{diff}")
 
 
 @pytest.mark.parametrize(("stack_name", "file"), golden_cases(), ids=[f"{s}/{f}" for s, f in golden_cases()])
@@ -175,7 +184,7 @@ def test_assert_golden_reports_a_diff(tmp_path: Path) -> None:
     golden = tmp_path / "file"
     golden.write_text("a\nb\n")
     with pytest.raises(pytest.fail.Exception, match=r"(?s)-b\n\+c"):
-        assert_golden(golden, "a\nc\n", update=False)
+        assert_golden(golden, "a\nc\n")
 
 
 def test_variant_stack_is_what_it_claims() -> None:
