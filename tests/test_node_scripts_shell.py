@@ -761,11 +761,15 @@ def kubelet_files(tmp_path: Path) -> KubeletNodeFiles:
             'case "$1" in\n'
             f'  is-active) s=$(cat {files.status}); [ "$2" = --quiet ] || echo "$s"; [ "$s" = active ] ;;\n'
             f'  restart) echo active >{files.status} ;;\n'
-            '  show) case "$3" in NRestarts) echo 0 ;; ExecMainStartTimestamp) echo "$START_STAMP" ;; esac ;;\n'
+            '  show) case "$3" in\n'
+            # NRestarts: counts up at every look when the kubelet keeps restarting (RESTARTING=1).
+            f'    NRestarts) n=$(cat {tmp_path}/nrestarts 2>/dev/null || echo 0); echo "$n"\n'
+            f'      [ "${{RESTARTING:-0}}" != 1 ] || echo $((n + 1)) >{tmp_path}/nrestarts ;;\n'
+            '    ExecMainStartTimestamp) echo "$START_STAMP" ;;\n  esac ;;\n'
             "esac\n"
         ),
         "curl": "echo ok\n",  # stand-in: /healthz answers ok
-        "journalctl": "true\n",  # stand-in: an empty journal
+        "journalctl": 'printf "%s" "${JOURNAL:-}"\n',  # stand-in: the journal is $JOURNAL
     }
     for name, body in tools.items():
         (fake / name).write_text("#!/bin/sh\n" + body)
@@ -773,18 +777,23 @@ def kubelet_files(tmp_path: Path) -> KubeletNodeFiles:
     return files
 
 
-def run_start(files: KubeletNodeFiles, start_stamp: str = "") -> subprocess.CompletedProcess[str]:
+def run_start(
+    files: KubeletNodeFiles, start_stamp: str = "", journal: str = "", restarting: bool = False,
+    hints: tuple[node_scripts.Hint, ...] = (),
+) -> subprocess.CompletedProcess[str]:
     _, node = stack("homelab")
     files.calls.unlink(missing_ok=True)
     script = node_scripts.render_script(
         "start kubelet", node,
         {"STATE_DIR": str(files.tmp / "state"), "KUBELET_BINARY": str(files.binary),
          "KUBELET_RUNS_ON": files.runs_on(), "KUBELET_RECORD": str(files.record), "HEALTHZ_PORT": 10248,
-         "HEALTH_TIMEOUT": 5, "SETTLE_SECONDS": 0, "JOURNAL_LINES": 5, "HINT_PATTERNS": [], "HINT_TEXTS": []},
+         "HEALTH_TIMEOUT": 5, "SETTLE_SECONDS": 0, "JOURNAL_LINES": 5,
+         "HINT_PATTERNS": [hint.pattern for hint in hints], "HINT_TEXTS": [hint.text for hint in hints]},
         "start-kubelet.sh",
     )
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
-                          env={"PATH": f"{files.tmp / 'bin'}:/usr/bin:/bin", "START_STAMP": start_stamp})
+                          env={"PATH": f"{files.tmp / 'bin'}:/usr/bin:/bin", "START_STAMP": start_stamp,
+                               "JOURNAL": journal, "RESTARTING": "1" if restarting else "0"})
 
 
 def restarted(files: KubeletNodeFiles) -> bool:
@@ -841,3 +850,45 @@ def test_start_without_a_record_restarts_only_for_files_newer_than_the_kubelet(
     result = run_start(kubelet_files, start_stamp="@" + str(int(time.time()) - 60))
     assert result.stdout.startswith("kubelet restarted: newer than the running kubelet: "), result.stdout
     assert restarted(kubelet_files)
+
+
+FATAL_JOURNAL = (
+    "I1201 10:00:00.000000 1 server.go:1] Started kubelet\n"
+    "F1201 10:00:01.000000 1 kubelet.go:1] Failed to start ContainerManager: the cgroup it-did-not-exist\n"
+)
+
+
+def test_a_fatal_journal_line_after_healthz_ok_fails_with_the_hint(kubelet_files: KubeletNodeFiles) -> None:
+    hint = node_scripts.Hint(r"Failed to start ContainerManager: .*cgroup", "hint: the reserved cgroup is missing")
+    result = run_start(kubelet_files, journal=FATAL_JOURNAL, hints=(hint,))
+    assert result.returncode == 1
+    assert "ERROR [k8s-node1]: kubelet logged a fatal error" in result.stderr
+    assert "hint: the reserved cgroup is missing\n    matched: F1201 10:00:01.000000" in result.stderr
+    assert not kubelet_files.record.exists()  # a failed start records nothing
+
+
+def test_a_kubelet_that_keeps_restarting_fails_the_settle_window(kubelet_files: KubeletNodeFiles) -> None:
+    result = run_start(kubelet_files, restarting=True)
+    assert result.returncode == 1
+    assert "ERROR [k8s-node1]: kubelet restarted 1 time(s) during the 0s settle window" in result.stderr
+
+
+def test_a_hint_pattern_pcre_refuses_is_reported_not_lost(kubelet_files: KubeletNodeFiles) -> None:
+    bad = node_scripts.Hint(r"(unclosed", "hint: never shown")
+    good = node_scripts.Hint(r"ContainerManager", "hint: shown")
+    result = run_start(kubelet_files, journal=FATAL_JOURNAL, hints=(bad, good))
+    assert result.returncode == 1
+    assert "homelab-kubelet: hint pattern 0 is not valid for grep -P" in result.stderr
+    assert "hint: never shown" not in result.stderr
+    assert "hint: shown\n    matched:" in result.stderr
+
+
+def test_every_catalogue_pattern_is_valid_for_grep_p() -> None:
+    from components.hints import catalogue_hints
+
+    hints = catalogue_hints()
+    assert hints
+    for hint in hints:
+        result = subprocess.run(["grep", "-P", "-e", hint.pattern], input="", capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 1, (hint.pattern, result.stderr)  # 1: no match; 2 would be a bad pattern

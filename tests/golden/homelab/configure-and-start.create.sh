@@ -332,9 +332,12 @@ restart_and_check() {
       printf '%s\n' "$journal" | tail -n "$JOURNAL_LINES"
       printf -- '---\n'
       for index in "${!HINT_PATTERNS[@]}"; do
-        line=$(printf '%s\n' "$journal" | grep -P -m1 -e "${HINT_PATTERNS[$index]}" || true)
-        if [ -n "$line" ]; then
+        # grep: 0 a match, 1 none, 2 a pattern PCRE refuses (say so rather than lose the hint).
+        if line=$(grep -P -m1 -e "${HINT_PATTERNS[$index]}" <<<"$journal" 2>&1); then
           printf '%s\n    matched: %s\n' "${HINT_TEXTS[$index]}" "${line:0:300}"
+        elif [ $? -ge 2 ]; then
+          printf 'homelab-kubelet: hint pattern %d is not valid for grep -P (%s); please report it\n' \
+            "$index" "${line:0:200}"
         fi
       done
     } >&2
