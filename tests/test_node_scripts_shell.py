@@ -553,16 +553,28 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
     assert calls.read_text().splitlines()[-1] == "systemctl restart containerd.service"
 
 
-def test_preflight_collects_every_error_without_a_shell_error() -> None:
-    # Run on this machine with an arch no machine has, so at least that check fails everywhere.
+def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) -> None:
+    # Plant one failure per check that can fail on any machine, and expect every one reported.
     settings, node = stack("homelab")
-    script = node_scripts.preflight(settings, node).create_script.replace("EXPECTED_ARCH=arm64\n", "EXPECTED_ARCH=no-such-arch\n", 1)
-    assert "EXPECTED_ARCH=no-such-arch\n" in script
+    planted = {
+        "EXPECTED_ARCH": ("no-such-arch", "preflight: arch: the node is"),
+        "RUNTIME_SOCKET": (str(tmp_path / "no.sock"), f"container runtime socket {tmp_path / 'no.sock'} is missing"),
+        "HOSTNAME_CHECK": ("fail", "(kubelet.hostnameCheck: fail)"),
+        "RESOLV_CONF": (str(tmp_path / "no-resolv.conf"), f"resolvConf {tmp_path / 'no-resolv.conf'} does not exist"),
+        "RESERVED_MILLICORES": ("99999000", "cpu (99999000m) is not below the node's"),
+        "RESERVED_MEMORY_BYTES": (str(2**62), "memory (4398046511104Mi) is not below the node's memory"),
+        "MIN_FREE_KB": (str(2**40), "the kubelet binary needs 1073741824Mi"),
+    }
+    script = node_scripts.preflight(settings, node).create_script
+    for name, (value, _) in planted.items():
+        line = next(line for line in script.splitlines() if line.startswith(f"{name}="))
+        script = script.replace(line + "\n", f"{name}={value}\n", 1)
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stdout == ""  # no facts JSON when a check fails
     lines = result.stderr.splitlines()
-    assert any("preflight: arch: the node is" in line and "arch: no-such-arch" in line for line in lines)
+    for name, (_, expected) in planted.items():
+        assert any(expected in line for line in lines), (name, expected, lines)
     for line in lines:
         assert line.startswith(("ERROR [k8s-node1] preflight: ", "[k8s-node1] warning: ")), line
 
