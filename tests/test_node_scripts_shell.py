@@ -352,11 +352,13 @@ def run_install(tmp_path: Path, server: Server, binary: Path) -> subprocess.Comp
     script = node_scripts.render_script(
         "install kubelet",
         node,
-        {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "KUBELET_BINARY": str(binary)},
-        "install-kubelet.sh",
+        {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "KUBELET_BINARY": str(binary),
+         "STEP": "install-kubelet", "STATE_DIR": str(tmp_path / "state"), "HOLDERS_DIR": str(tmp_path / "state" / "holders")},
+        "install-kubelet.sh", "hold.sh",  # as the step renders it: the holder count follows the body
     )
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False, env=env)
+    return subprocess.run(["bash", "-c", script, "install-kubelet", "create"], capture_output=True, text=True,
+                          check=False, env=env)
 
 
 def wait_for_log(server: Server, count: int) -> list[str]:
@@ -379,11 +381,16 @@ def test_install_kubelet_downloads_once_and_verifies(tmp_path: Path, server: Ser
     assert mode(binary) == 0o755
     assert wait_for_log(server, 2) == [f"{base}.sha256", base]
 
-    second = run_install(tmp_path, server, binary)
+    holders = tmp_path / "state" / "holders" / "install-kubelet"
+    assert holders.read_text() == "1\n"
+
+    second = run_install(tmp_path, server, binary)  # e.g. the create of a replacement
     assert second.returncode == 0, second.stderr
     assert second.stdout == ""
     assert "already installed" in second.stderr
     assert wait_for_log(server, 3)[2:] == [f"{base}.sha256"]
+    # Nothing downloaded, but this create holds the step too: the old delete must see it.
+    assert holders.read_text() == "2\n"
 
     # The published digest no longer matches (stand-in for a corrupt download or a wrong file).
     (server.root / VERSION / "bin" / "linux" / "amd64" / "kubelet.sha256").write_text(

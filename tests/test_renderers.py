@@ -572,6 +572,9 @@ def test_every_step_with_a_delete_holds_and_releases() -> None:
             assert name == node_scripts.PREFLIGHT  # writes nothing
             continue
         assert step.create_script.rstrip().endswith('hold_step "${1:-create}"'), name
+        # An early `exit 0` in a create body would skip hold.sh, and the old delete of a
+        # replacement would then undo what the new create kept (install-kubelet once did).
+        assert not re.search(r"^\s*exit 0\b", step.create_script, re.MULTILINE), name
         # The guard comes right after lib.sh, before the step's own delete body.
         lib, release = ((node_scripts.SCRIPTS_DIR / f).read_text() for f in ("lib.sh", "release.sh"))
         assert lib + release in step.delete_script, name

@@ -39,6 +39,15 @@ class Run:
                 result[pre.metadata.urn.rsplit("::", 1)[1]] = str(pre.metadata.op.value)
         return result
 
+    def op_sequence(self) -> dict[str, list[str]]:
+        """resource name -> every operation the engine reported for it, in order."""
+        result: dict[str, list[str]] = {}
+        for event in self.events:
+            pre = event.resource_pre_event
+            if pre is not None:
+                result.setdefault(pre.metadata.urn.rsplit("::", 1)[1], []).append(str(pre.metadata.op.value))
+        return result
+
     def changed(self) -> dict[str, str]:
         return {name: op for name, op in self.ops().items() if op not in ("same", "read")}
 
