@@ -1,4 +1,4 @@
-"""README's main command, as a newcomer types it: `scripts/up lab --yes` on the lab, then the
+"""README's main command, as a newcomer types it: `scripts/up --yes` (the lab stack), then the
 documented teardown (`scripts/stack.py destroy lab --exclude-protected`, `python -m lab down`).
 
 Runs after the lab and end-to-end modules (pytest collects tests/main_job after tests/lab) and
@@ -44,7 +44,7 @@ def test_readme_main_command_converges_the_lab_and_tears_down(tmp_path: Path) ->
     }
     tracked_before = run(["git", "status", "--porcelain", "--", "Pulumi.lab.yaml", "Pulumi.yaml"], env, 60).stdout
 
-    up = run(["scripts/up", "lab", "--yes"], env, 1800)
+    up = run(["scripts/up", "--yes"], env, 1800)  # README: the lab by default
     assert "Resources:" in up.stdout, up.stdout[-2000:]
     for node in NODES:
         assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
