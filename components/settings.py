@@ -234,10 +234,6 @@ class SshSettings(_Model):
 
     _ints = field_validator("port", mode="before")(_strict_int)
 
-    @property
-    def is_root(self) -> bool:
-        return self.user == "root"
-
 
 class ResourceReservation(_Model):
     cpu: Quantity | None = None

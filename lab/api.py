@@ -30,6 +30,7 @@ from typing import Any
 
 from lab import image as image_mod
 from lab import mirror, paths, proc, vm
+from lab.progress import Progress
 
 STATE_VERSION = 1
 
@@ -235,7 +236,7 @@ def _close_ssh_masters() -> None:
                 subprocess.run([a[0], "-O", "exit", *a[1:]], capture_output=True, timeout=30)
 
 
-def _stop(info: LabInfo | None, progress: paths.Progress) -> None:
+def _stop(info: LabInfo | None, progress: Progress) -> None:
     _close_ssh_masters()
     if info is None:
         return
@@ -253,7 +254,7 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo
     in that mode, a restart when it runs in the other. Returns the lab's facts."""
     if cgroup not in paths.CGROUP_MODES:
         raise ValueError(f"cgroup must be one of {paths.CGROUP_MODES}, not {cgroup!r}")
-    progress = paths.Progress(quiet)
+    progress = Progress(quiet)
     with _locked():
         state = _load_state()
         if state is not None and _alive(state):
@@ -274,7 +275,7 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo
         return _boot(cgroup, progress, timeout)
 
 
-def _boot(cgroup: str, progress: paths.Progress, timeout: float) -> LabInfo:
+def _boot(cgroup: str, progress: Progress, timeout: float) -> LabInfo:
     for tool in (vm.QEMU, "qemu-img", "ssh"):
         if not shutil.which(tool):
             raise LabError(f"{tool} not found (apt-get install qemu-system-x86 qemu-utils openssh-client)")
@@ -320,7 +321,7 @@ def _boot(cgroup: str, progress: paths.Progress, timeout: float) -> LabInfo:
     return info
 
 
-def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout: float) -> None:
+def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float) -> None:
     pending = {n.name for n in info.nodes}
     last_error: dict[str, str] = {}
     deadline = time.monotonic() + timeout
@@ -356,7 +357,7 @@ def _wait_ready(info: LabInfo, progress: paths.Progress, t_boot: float, timeout:
 
 def down(quiet: bool = False) -> None:
     """Stops the VMs and the mirror server that ``up`` started (by recorded PID)."""
-    progress = paths.Progress(quiet)
+    progress = Progress(quiet)
     with _locked():
         state = _load_state()
         if state is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import paths
+from lab.progress import Progress
 
 SUITE = "bookworm"
 PACKAGES = [
@@ -228,9 +229,9 @@ def _chroot(root: Path, log: Path, *cmd: str) -> None:
     _run(["chroot", str(root), *cmd], log, env=env)
 
 
-def build(progress: paths.Progress | None = None, force: bool = False) -> Image:
+def build(progress: Progress | None = None, force: bool = False) -> Image:
     """Builds the image if this recipe has none yet; returns it."""
-    progress = progress or paths.Progress()
+    progress = progress or Progress()
     img = current()
     if is_built(img) and not force:
         progress(f"image {img.recipe_hash} cached in {img.dir}")

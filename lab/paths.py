@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-#: The three lab nodes and the host port that forwards to each one's SSH port 22.
-NODES: tuple[tuple[str, int], ...] = (
-    ("k8s-master", 2221),
-    ("k8s-node1", 2222),
-    ("k8s-node2", 2223),
-)
+import yaml
+
+#: The lab stack's file: its nodes are the lab's VMs (one source for names and ports).
+LAB_STACK_FILE = Path(__file__).resolve().parent.parent / "Pulumi.lab.yaml"
+
+
+def _stack_nodes() -> tuple[tuple[str, int], ...]:
+    document = yaml.safe_load(LAB_STACK_FILE.read_text())
+    return tuple((node["name"], int(node["port"])) for node in document["config"]["homelab-kubelet:nodes"])
+
+
+#: The lab nodes and the host port that forwards to each one's SSH port 22 (Pulumi.lab.yaml).
+NODES: tuple[tuple[str, int], ...] = _stack_nodes()
 NODE_NAMES = tuple(n for n, _ in NODES)
 SSH_PORTS = dict(NODES)
 
@@ -63,18 +69,3 @@ def known_hosts_path() -> Path:
 def run_dir() -> Path:
     """Per-boot files: overlays, serial console logs, qemu logs."""
     return lab_dir() / "run"
-
-
-class Progress:
-    """Prints one line per step with the seconds elapsed since it was made."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.t0 = time.monotonic()
-        self.quiet = quiet
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.t0
-
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
-            print(f"[lab {self.elapsed():6.1f}s] {msg}", flush=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lab import paths, proc
 from lab.image import Image
+from lab.progress import Progress
 
 QEMU = "qemu-system-x86_64"
 CGROUP_ARGS = {
@@ -64,7 +65,7 @@ def make_overlay(image: Image, overlay: Path) -> None:
     )
 
 
-def choose_accel(image: Image, progress: paths.Progress) -> str:
+def choose_accel(image: Image, progress: Progress) -> str:
     """``LAB_ACCEL``: tcg (default), kvm, or auto (KVM only when a probe boot proves it works;
     the probe's answer is cached per image)."""
     want = os.environ.get("LAB_ACCEL", "tcg").strip().lower() or "tcg"
@@ -84,7 +85,7 @@ def choose_accel(image: Image, progress: paths.Progress) -> str:
     return "kvm" if ok else "tcg"
 
 
-def probe_kvm(image: Image, progress: paths.Progress, timeout: float = 60.0) -> bool:
+def probe_kvm(image: Image, progress: Progress, timeout: float = 60.0) -> bool:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         progress("accel: /dev/kvm not usable; TCG")
         return False

@@ -17,9 +17,10 @@ import yaml
 from pulumi import automation as auto
 
 from lab import api as lab
+from lab import paths as lab_paths
 from tests.workspace import copy_project, project_stack
 
-NODES = ("k8s-master", "k8s-node1", "k8s-node2")
+NODES = lab_paths.NODE_NAMES  # the lab stack's nodes (Pulumi.lab.yaml)
 PASSPHRASE = "homelab-kubelet-e2e"
 COMMAND_TYPE = "command:remote:Command"
 
