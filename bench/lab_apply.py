@@ -36,6 +36,7 @@ from typing import Any
 
 from bench.program_scale import load1, machine, proc_status_kb, sampling
 from bench.runbook_plain import plain_script
+from components.node_scripts import STEP_NAMES
 from components.settings import parse_settings
 from lab import api as lab
 from lab import paths as lab_paths
@@ -43,7 +44,7 @@ from tests.e2e.harness import NODES, LabStack, Run, node_ssh, reset_nodes
 from tests.stack_config import load_stack_config
 from tests.toolchain import require_kubelet
 
-STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
+STEPS = STEP_NAMES
 NEW_VERSION = "v1.30.2"  # as tests/e2e/test_lab_up.py
 RAN = ("create", "update", "replace", "create-replacement", "delete", "delete-replaced")
 Result = dict[str, Any]

@@ -18,11 +18,13 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components import bundle
+from components import bundle, node_scripts
 from tests.pulumi_harness import ProgramRun, ProviderMocks, is_secret_input, run_program, unwrap
 from tests.stack_config import homelab_config
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
+# Written out, not imported: a step's name is part of its URN, so renaming one makes Pulumi create
+# the new resource and delete the old (the holders keep that safe), unless an alias says otherwise.
 STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
 COMMAND = "command:remote:Command"
 HOMELAB_SECRETS = {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-ssh-key\n-----END OPENSSH PRIVATE KEY-----\n"}
@@ -69,6 +71,10 @@ def test_resource_graph_per_node(homelab: ProgramRun) -> None:
     for node in NODES:
         commands = sorted(r.name for r in homelab.resources(COMMAND) if r.name.startswith(f"{node}-"))
         assert commands == sorted(f"{node}-{step}" for step in STEPS)
+
+
+def test_the_step_names_are_the_program_s(homelab: ProgramRun) -> None:
+    assert node_scripts.STEP_NAMES == STEPS
 
 
 def test_children_are_parented_to_their_component(homelab: ProgramRun) -> None:
