@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pulumi_command import remote
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -221,6 +222,9 @@ class ProgramRun:
     declared: list[Declared]
     outputs: dict[str, Any]
     secret_outputs: dict[str, bool]
+    # Per ConnectionArgs the program built: is its private_key a secret Output (None: no key)?
+    # The SDK wraps the whole connection as a secret, so the mock inputs cannot tell.
+    private_key_secret: list[bool | None] = field(default_factory=list)
 
     def resources(self, type_: str) -> list[Registered]:
         return [r for r in self.mocks.resources if r.type == type_]
@@ -290,6 +294,15 @@ def run_program(
 
     resolved: dict[str, Any] = {}
     secret_flags: dict[str, bool] = {}
+    key_flags: list[pulumi.Output[bool | None]] = []
+    key_secret: list[bool | None] = []
+    original_connection = remote.ConnectionArgs.__init__
+
+    def recording_connection(self: remote.ConnectionArgs, *args: Any, **kwargs: Any) -> None:
+        key = kwargs.get("private_key")
+        key_flags.append(pulumi.Output.from_input(None) if key is None
+                         else pulumi.Output.from_input(pulumi.Output.from_input(key).is_secret()))
+        original_connection(self, *args, **kwargs)
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def body() -> pulumi.Output[Any]:
@@ -301,15 +314,18 @@ def run_program(
 
         def collect(values: list[Any]) -> None:
             resolved.update(dict(zip(names, values[: len(names)], strict=True)))
-            secret_flags.update(dict(zip(names, values[len(names) :], strict=True)))
+            secret_flags.update(dict(zip(names, values[len(names) : 2 * len(names)], strict=True)))
+            key_secret.extend(values[2 * len(names) :])
 
-        return pulumi.Output.all(*(exports[name] for name in names), *flags).apply(collect)
+        return pulumi.Output.all(*(exports[name] for name in names), *flags, *key_flags).apply(collect)
 
     pulumi.Resource.__init__ = recording_init  # type: ignore[method-assign]
     pulumi.export = recording_export
+    remote.ConnectionArgs.__init__ = recording_connection  # type: ignore[method-assign]
     try:
         body()
     finally:
         pulumi.Resource.__init__ = original_init  # type: ignore[method-assign]
         pulumi.export = original_export
-    return ProgramRun(mocks, declared, resolved, secret_flags)
+        remote.ConnectionArgs.__init__ = original_connection  # type: ignore[method-assign]
+    return ProgramRun(mocks, declared, resolved, secret_flags, key_secret)
