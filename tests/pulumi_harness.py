@@ -321,7 +321,7 @@ def run_program(
 
     pulumi.Resource.__init__ = recording_init  # type: ignore[method-assign]
     pulumi.export = recording_export
-    remote.ConnectionArgs.__init__ = recording_connection  # type: ignore[method-assign]
+    remote.ConnectionArgs.__init__ = recording_connection  # type: ignore[method-assign,assignment]
     try:
         body()
     finally:
