@@ -3,7 +3,10 @@
 Golden files live in tests/golden/<stack>/ for node k8s-node1 of two stacks: `homelab`
 (Pulumi.homelab.yaml as it is) and `variant` (the homelab stack with a non-root sudo user
 `kube`, authMode permissive, labels, taints, extraArgs, a per-node reservation override and
-RSA keys; see `variant_config`). A mismatch fails with a unified diff. After an intended
+RSA keys; see `variant_config`). The homelab stack's node scripts are golden whole; the variant's
+only up to lib.sh (`*.header.sh`: strict mode, title, variables), since
+`test_scripts_are_header_lib_and_bodies` proves every script is header + lib.sh + its bodies. A
+mismatch fails with a unified diff. After an intended
 change, rewrite them and review the diff before committing (no test ever writes them):
 
     scripts/update-golden
@@ -129,9 +132,34 @@ def rendered_files(settings: Settings, node: NodeSettings) -> dict[str, str]:
             user=node.cert_common_name,
         ),
     }
-    files.update({f"{name}.sh": script for name, script in step_scripts(settings, node).items()})
+    scripts = step_scripts(settings, node)
+    if node.name == NODE and settings == stack("homelab")[0]:
+        files.update({f"{name}.sh": script for name, script in scripts.items()})
+    else:
+        # Other stacks pin only what varies, the header (test_scripts_are_header_lib_and_bodies).
+        files.update({f"{name}.header.sh": script_header(script) for name, script in scripts.items()})
     files["commands.txt"] = "".join(f"== {name}\n{line}" for name, line in command_lines(settings, node).items())
     return files
+
+
+LIB_TEXT = (node_scripts.SCRIPTS_DIR / "lib.sh").read_text().rstrip("\n")
+# How each script is composed: (the create or delete) -> its bodies after lib.sh.
+SCRIPT_BODIES = {
+    "preflight.create": ("preflight.sh",),
+    "install-kubelet.create": ("install-kubelet.sh", "hold.sh"),
+    "install-kubelet.delete": ("release.sh", "remove-kubelet.sh"),
+    "credentials.create": ("write-credentials.sh", "hold.sh"),
+    "credentials.delete": ("release.sh", "remove-files.sh"),
+    "configure-and-start.create": ("rollback.sh", "configure.sh", "start-kubelet.sh", "hold.sh"),
+    "configure-and-start.delete": ("release.sh", "unconfigure.sh"),
+}
+
+
+def script_header(script: str) -> str:
+    """What precedes lib.sh in a rendered script: strict mode, the title and the variables."""
+    header, found, _ = script.partition(LIB_TEXT)
+    assert found, "lib.sh is not in the script"
+    return header
 
 
 def golden_cases() -> list[tuple[str, str]]:
@@ -642,3 +670,13 @@ def test_preflight_reserves_memory_by_the_allocatable_formula() -> None:
     assert shell_reserved == reserved_memory_bytes(node.reservations, capacity)
     # 4096Mi - 256Mi - 1024Mi - 307.2Mi (7.5%)
     assert allocatable(node.reservations, 4, capacity)["memory"] == "2508Mi"
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_scripts_are_header_lib_and_bodies(stack_name: str) -> None:
+    # With this, the golden headers of the variant stack pin its scripts as fully as whole files.
+    scripts = step_scripts(*stack(stack_name))
+    assert set(scripts) == set(SCRIPT_BODIES)
+    for name, script in scripts.items():
+        bodies = [(node_scripts.SCRIPTS_DIR / body).read_text().rstrip("\n") for body in SCRIPT_BODIES[name]]
+        assert script == script_header(script) + "\n".join([LIB_TEXT, *bodies]) + "\n", name

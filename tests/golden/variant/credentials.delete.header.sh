@@ -1,0 +1,8 @@
+set -euo pipefail
+# homelab-kubelet: undo credentials on node k8s-node1
+NODE_NAME=k8s-node1
+STEP=credentials
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+FILES=(/var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig)
+# shellcheck disable=SC2034  # some steps use only part of lib.sh

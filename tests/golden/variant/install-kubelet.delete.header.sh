@@ -1,0 +1,8 @@
+set -euo pipefail
+# homelab-kubelet: undo install kubelet on node k8s-node1
+NODE_NAME=k8s-node1
+STEP=install-kubelet
+STATE_DIR=/var/lib/homelab-kubelet
+HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+KUBELET_BINARY=/usr/bin/kubelet
+# shellcheck disable=SC2034  # some steps use only part of lib.sh
