@@ -15,6 +15,7 @@ for confirmation, so --yes and --skip-preview change nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stack_flag not in (None, args.stack):
         raise SystemExit(f"stack.py: --stack {args.stack_flag} differs from STACK {args.stack}")
     kwargs = {key: value for key, value in operation_arguments(args).items() if value is not None}
+    # The same backend as scripts/up unless one is set.
+    os.environ.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT}/.pulumi-state")
+    (ROOT / ".pulumi-state").mkdir(exist_ok=True)
     stack = auto.create_or_select_stack(
         args.stack,
         project_name="homelab-kubelet",

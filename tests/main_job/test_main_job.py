@@ -15,7 +15,7 @@ import pytest
 
 from lab import api as lab
 from tests.e2e.harness import NODES, node_ssh, reset_nodes
-from tests.toolchain import env_with_toolchain, require_kubelet
+from tests.toolchain import require_kubelet, toolchain_bin_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -35,9 +35,12 @@ def test_readme_main_command_converges_the_lab_and_tears_down(tmp_path: Path) ->
     if running is not None:
         lab.up(cgroup=cgroup)
         reset_nodes()  # bare nodes, as a newcomer's lab starts
+    # A newcomer's shell: no toolchain on PATH (scripts/up must find or build it: its `auto` setup
+    # once failed here on the piece that cannot be built), no Pulumi settings of ours.
+    toolchain_bin = str(toolchain_bin_dir())
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_BACKEND_URL")},
-        **env_with_toolchain(),
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "HOMELAB_KUBELET_"))},
+        "PATH": os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d != toolchain_bin),
         # A backend of its own, so a developer's .pulumi-state is left alone.
         "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
         "LAB_CGROUP": cgroup,
@@ -52,11 +55,11 @@ def test_readme_main_command_converges_the_lab_and_tears_down(tmp_path: Path) ->
     # Running it did not dirty the tracked stack file (its encryption salt is committed).
     assert run(["git", "status", "--porcelain", "--", "Pulumi.lab.yaml", "Pulumi.yaml"], env, 60).stdout == tracked_before
 
-    # README's offline forms of preview and destroy.
-    passphrase = {**env, "PULUMI_CONFIG_PASSPHRASE": "homelab-kubelet-lab"}
-    preview = run(["venv/bin/python", "scripts/stack.py", "preview", "lab", "--diff"], passphrase, 900)
+    # README's teardown, as written there (and its offline preview form first).
+    toolchain = 'eval "$(scripts/toolchain env)"; export PULUMI_CONFIG_PASSPHRASE=homelab-kubelet-lab; '
+    preview = run(["bash", "-c", toolchain + "venv/bin/python scripts/stack.py preview lab --diff"], env, 900)
     assert "to create" not in preview.stdout and "to update" not in preview.stdout, preview.stdout[-2000:]
-    run(["venv/bin/python", "scripts/stack.py", "destroy", "lab", "--exclude-protected", "--yes"], passphrase, 900)
+    run(["bash", "-c", toolchain + "venv/bin/python scripts/stack.py destroy lab --exclude-protected --yes"], env, 900)
     for node in NODES:
         assert lab.ssh(node, "systemctl is-active kubelet.service").stdout.strip() != "active", node
         assert node_ssh(node, "ls /usr/bin/kubelet /var/lib/kubelet/kubeconfig /var/lib/homelab-kubelet 2>/dev/null || true") == ""
