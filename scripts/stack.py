@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"stack.py: --stack {args.stack_flag} differs from STACK {args.stack}")
     kwargs = {key: value for key, value in operation_arguments(args).items() if value is not None}
     # The same backend as scripts/up unless one is set.
-    os.environ.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT}/.pulumi-state")
-    (ROOT / ".pulumi-state").mkdir(exist_ok=True)
+    backend = os.environ.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT}/.pulumi-state")
+    if backend.startswith("file://"):  # a file backend's directory must exist, as in scripts/up
+        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     stack = auto.create_or_select_stack(
         args.stack,
         project_name="homelab-kubelet",

@@ -38,7 +38,6 @@ else
   [ -z "$changed" ] || reason="newer than the running kubelet:$changed"
 fi
 
-# shellcheck disable=SC2317,SC2329  # called below
 restart_and_check() {
   started=$(date +%s)
   systemctl restart kubelet.service
