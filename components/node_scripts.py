@@ -32,7 +32,13 @@ from components.settings import NodeSettings, Settings
 from components.systemd import unit_files
 
 SCRIPTS_DIR = Path(__file__).with_name("node_steps")
-MIN_FREE_KB = 200 * 1024
+MIN_FREE_KB = 200 * 1024  # on the binary's filesystem: one kubelet and its temp copy
+CONFIG_FREE_KB = 1024  # on every other filesystem a step writes to (files of a few KiB)
+# How long a step waits for another run of the project on the same node (lib.sh, lock.sh): longer
+# than the slowest step (configure-and-start: a containerd restart, health check and settle window).
+LOCK_WAIT_SECONDS = 600
+# Where a control plane on a node names the files it uses (a CA file the kubelet shares with it).
+CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 JOURNAL_LINES = 40
 
 # The steps, in order; each name is the resource name suffix and the holder name on the node.
@@ -44,6 +50,10 @@ STEP_NAMES = (PREFLIGHT, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
 
 Mode = Literal["create", "update", "delete"]
 Value = str | int | bool | Sequence[str]
+
+
+# Every script's last lines: a run that gets here succeeded (lib.sh, run_exit_hooks).
+SCRIPT_END = "# The run reached its end: a success (lib.sh, run_exit_hooks).\nSTEP_DONE=true"
 
 
 @cache
@@ -76,6 +86,7 @@ def render_script(
         "# shellcheck disable=SC2034  # some steps use only part of lib.sh",
         _script_text("lib.sh").rstrip("\n"),
         *(_script_text(body).rstrip("\n") for body in bodies),
+        SCRIPT_END,
     ]
     return "\n".join(lines) + "\n"
 
@@ -154,15 +165,22 @@ def render_step(
     delete_bodies: Sequence[str] = (),
 ) -> Step:
     """A step whose create records it as a holder and whose delete acts only for the last one."""
-    common: dict[str, Value] = {"STEP": name, "STATE_DIR": paths.STATE_DIR, "HOLDERS_DIR": paths.HOLDERS_DIR}
+    common: dict[str, Value] = {
+        "STEP": name, "STATE_DIR": paths.STATE_DIR, "HOLDERS_DIR": paths.HOLDERS_DIR, "OWNED_DIR": paths.OWNED_DIR,
+    }
     title = name.replace("-", " ")
     if delete_variables is None:
+        # A step with no delete writes nothing, so it needs no lock.
         return Step(name, node, render_script(title, node, {**common, **variables}, *bodies))
+    common |= {"LOCK_FILE": paths.LOCK_FILE, "LOCK_WAIT_SECONDS": LOCK_WAIT_SECONDS}
     return Step(
         name,
         node,
-        render_script(title, node, {**common, **variables}, *bodies, "hold.sh"),
-        render_script(f"undo {title}", node, {**common, **delete_variables}, "release.sh", *delete_bodies),
+        render_script(title, node, {**common, **variables}, "lock.sh", *bodies, "hold.sh"),
+        render_script(
+            f"undo {title}", node, {**common, **delete_variables}, "lock.sh", "release.sh", *delete_bodies,
+            "tidy-state.sh",
+        ),
     )
 
 
@@ -185,10 +203,26 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "SYSTEM_RESERVED_MEMORY_BYTES": to_bytes(system_memory) if system_memory else 0,
         "ENFORCE_SYSTEM_RESERVED": "system-reserved" in reservations.enforce_node_allocatable,
         "KUBELET_BINARY": paths.KUBELET_BINARY,
-        "MIN_FREE_KB": MIN_FREE_KB,
+        **_free_space_needed(settings),
     }
     # Writes nothing, so it has no delete.
     return render_step(PREFLIGHT, node, variables, ["preflight.sh"])
+
+
+def _free_space_needed(settings: Settings) -> dict[str, Value]:
+    """Each directory a step writes to, and the KiB it needs free there (preflight sums them per
+    filesystem)."""
+    needed = {
+        paths.STATE_DIR: CONFIG_FREE_KB,
+        paths.KUBELET_BINARY.rsplit("/", 1)[0]: MIN_FREE_KB,
+        paths.CA_CERT.rsplit("/", 1)[0]: CONFIG_FREE_KB,
+        paths.KUBELET_DIR: CONFIG_FREE_KB,
+        paths.SYSTEMD_DIR: CONFIG_FREE_KB,
+        paths.CGROUP_HELPER.rsplit("/", 1)[0]: CONFIG_FREE_KB,
+        paths.CONTAINERD_CONFIG.rsplit("/", 1)[0]: CONFIG_FREE_KB,
+        settings.kubelet.static_pod_path: CONFIG_FREE_KB,
+    }
+    return {"WRITE_DIRS": list(needed), "WRITE_KB": [str(kb) for kb in needed.values()]}
 
 
 def install_kubelet(settings: Settings, node: NodeSettings) -> Step:
@@ -226,7 +260,7 @@ def write_credentials(node: NodeSettings) -> Step:
     variables: dict[str, Value] = {"CA_CERT": paths.CA_CERT, "KUBELET_DIR": paths.KUBELET_DIR}
     return render_step(
         CREDENTIALS, node, variables, ["write-credentials.sh"],
-        {"FILES": credential_paths(node)}, ["remove-files.sh"],
+        {"FILES": credential_paths(node), "USER_DIRS": CONTROL_PLANE_DIRS}, ["remove-files.sh"],
     )
 
 
@@ -291,6 +325,7 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
     }
     removal: dict[str, Value] = {
         "FILES": configure_file_paths(settings, node),
+        "KUBELET_UNIT": paths.KUBELET_UNIT,
         "KUBELET_RECORD": paths.KUBELET_RECORD,
         "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,

@@ -15,6 +15,10 @@ CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 STATE_DIR = "/var/lib/homelab-kubelet"
 # One count per step: how many Pulumi resources hold the step on the node (node_scripts).
 HOLDERS_DIR = f"{STATE_DIR}/holders"
+# Per path a step writes: whether the project created it or what it replaced (lib.sh, records).
+OWNED_DIR = f"{STATE_DIR}/owned"
+# Held (flock) by each writing step, so two runs never interleave on one node.
+LOCK_FILE = f"{STATE_DIR}/lock"
 # What the running kubelet was started on, so a rerun restarts it only for a real change.
 KUBELET_RECORD = f"{STATE_DIR}/kubelet-running"
 

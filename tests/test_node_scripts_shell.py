@@ -152,7 +152,17 @@ def test_sudo_check_stops_without_passwordless_sudo(tmp_path: Path) -> None:
 
 # --- lib.sh, executed ---------------------------------------------------------------------------
 
-HARNESS = 'set -euo pipefail\nexport NODE_NAME=test-node\n# shellcheck source=/dev/null\nsource "$1"\nshift\n"$@"\n'
+HARNESS = (
+    'set -euo pipefail\nexport NODE_NAME=test-node OWNED_DIR="$PWD/state/owned"\n'
+    '# shellcheck source=/dev/null\nsource "$1"\nshift\n"$@"\n# shellcheck disable=SC2034  # read by the EXIT trap\nSTEP_DONE=true\n'
+)
+
+
+def state_vars(root: Path, step: str = "credentials") -> dict[str, node_scripts.Value]:
+    """The variables render_step gives every step, with the state under `root`."""
+    state = root / "state"
+    return {"STEP": step, "STATE_DIR": str(state), "HOLDERS_DIR": str(state / "holders"),
+            "OWNED_DIR": str(state / "owned"), "LOCK_FILE": str(state / "lock"), "LOCK_WAIT_SECONDS": 5}
 
 
 def lib(tmp_path: Path, *args: str, stdin: str | bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -353,7 +363,7 @@ def run_install(tmp_path: Path, server: Server, binary: Path) -> subprocess.Comp
         "install kubelet",
         node,
         {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "KUBELET_BINARY": str(binary),
-         "STEP": "install-kubelet", "STATE_DIR": str(tmp_path / "state"), "HOLDERS_DIR": str(tmp_path / "state" / "holders")},
+         **state_vars(tmp_path, "install-kubelet")},
         "install-kubelet.sh", "hold.sh",  # as the step renders it: the holder count follows the body
     )
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
@@ -452,7 +462,7 @@ def run_configure_bodies(
         {
             "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
             "KUBELET_DIR": str(tmp_path / "kubelet"),
-            "STATE_DIR": str(tmp_path / "state"),
+            **state_vars(tmp_path, "configure-and-start"),
             "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
             "CONTAINERD_CONFIG": str(config),
             "MANAGE_CONTAINERD_CGROUP_DRIVER": manage_driver,
@@ -502,7 +512,10 @@ def test_configure_sets_systemd_cgroup_and_keeps_the_original(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "SystemdCgroup = true" in config.read_text()
     assert "SystemdCgroup = false" not in config.read_text()
-    assert (tmp_path / "state" / "containerd-config.toml.orig").read_text() == ORIGINAL_CONTAINERD_CONFIG
+    # The operator's file is kept, and the record says the project replaced it with what it wrote.
+    record = tmp_path / "state" / "owned" / str(config).replace("/", "%")
+    assert Path(f"{record}.orig").read_text() == ORIGINAL_CONTAINERD_CONFIG
+    assert record.read_text() == f"replaced {hashlib.sha256(config.read_bytes()).hexdigest()}\n"
     assert f"changed {config}" in result.stdout
     # One daemon-reload, after the unit is enabled without its own implicit reload, before the restart.
     systemctl = [line for line in calls.read_text().splitlines() if line.startswith("systemctl ")]
@@ -545,12 +558,13 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
     script = node_scripts.render_script(
         "unconfigure",
         node,
-        {"FILES": [str(dropin)], "STATE_DIR": str(tmp_path / "state"), "CONTAINERD_DROPIN": str(dropin),
+        {"FILES": [str(dropin)], **state_vars(tmp_path, "configure-and-start"), "CONTAINERD_DROPIN": str(dropin),
+         "KUBELET_UNIT": str(tmp_path / "kubelet.service"),
          "CONTAINERD_CONFIG": str(config), "KUBELET_RECORD": str(tmp_path / "state" / "kubelet-running")},
-        "unconfigure.sh",
+        "unconfigure.sh", "tidy-state.sh",
     )
     result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=False,
+        ["bash", "-c", script, "configure-and-start", "delete"], capture_output=True, text=True, check=False,
         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
@@ -570,7 +584,8 @@ def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) ->
         "RESOLV_CONF": (str(tmp_path / "no-resolv.conf"), f"resolvConf {tmp_path / 'no-resolv.conf'} does not exist"),
         "RESERVED_MILLICORES": ("99999000", "cpu (99999000m) is not below the node's"),
         "RESERVED_MEMORY_BYTES": (str(2**62), "memory (4398046511104Mi) is not below the node's memory"),
-        "MIN_FREE_KB": (str(2**40), "the kubelet binary needs 1073741824Mi"),
+        # The state directory's filesystem (the first of WRITE_DIRS) needs 1 PiB.
+        "WRITE_KB": (f"({2**40} 0 0 0 0 0 0 0)", "the steps need 1073741824Mi there: free some space (df -h "),
     }
     script = node_scripts.preflight(settings, node).create_script
     for name, (value, _) in planted.items():
@@ -628,7 +643,8 @@ def test_failure_after_writing_puts_the_previous_files_back(tmp_path: Path, kube
     assert existing.read_text() == "the previous config\n"
     assert stat.S_IMODE(existing.stat().st_mode) == 0o600
     assert not new.exists()
-    assert list((tmp_path / "state").iterdir()) == []  # no rollback copies left behind
+    assert leftovers(tmp_path / "state") == []  # no rollback copies left behind
+    assert list((tmp_path / "state" / "owned").iterdir()) == []  # nor records of what was put back
     after_failure = systemctl[systemctl.index("systemctl stop kubelet.service"):]
     if kubelet_was == "running":
         assert after_failure == ["systemctl stop kubelet.service", "systemctl daemon-reload",
@@ -650,7 +666,7 @@ def test_success_keeps_the_new_files_and_leaves_no_rollback_copies(tmp_path: Pat
     assert existing.read_text() == "a new config\n"
     assert "rolled back" not in result.stderr
     assert "systemctl stop kubelet.service" not in systemctl
-    assert list((tmp_path / "state").iterdir()) == []
+    assert leftovers(tmp_path / "state") == []
 
 
 def test_failure_before_any_change_rolls_nothing_back(tmp_path: Path) -> None:
@@ -686,10 +702,9 @@ def run_step_script(tmp_path: Path, bodies: tuple[str, ...], variables: dict[str
                     mode: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """A step script rendered with its state under tmp_path, run as the loader runs it: `$1` = mode."""
     _, node = stack("homelab")
-    state = tmp_path / "state"
     script = node_scripts.render_script(
         "test step", node,
-        {"STEP": "credentials", "STATE_DIR": str(state), "HOLDERS_DIR": str(state / "holders"), **variables},
+        {**state_vars(tmp_path), **variables},
         *bodies,
     )
     return subprocess.run(["bash", "-c", script, "credentials", mode], input=stdin, capture_output=True,
@@ -700,7 +715,7 @@ def test_an_old_delete_after_a_newer_create_leaves_the_step_in_place(tmp_path: P
     """Pulumi's replacement: new create, then the old delete with the old inputs."""
     target = tmp_path / "kubelet" / "k8s-node1.pem"
     create = ("write-credentials.sh", "hold.sh")
-    delete = ("release.sh", "remove-files.sh")
+    delete = ("release.sh", "remove-files.sh", "tidy-state.sh")
     variables: dict[str, node_scripts.Value] = {"CA_CERT": str(tmp_path / "ca" / "ca.pem"),
                                                 "KUBELET_DIR": str(tmp_path / "kubelet")}
     holders = tmp_path / "state" / "holders" / "credentials"
@@ -804,7 +819,7 @@ def run_start(
     files.calls.unlink(missing_ok=True)
     script = node_scripts.render_script(
         "start kubelet", node,
-        {"STATE_DIR": str(files.tmp / "state"), "KUBELET_BINARY": str(files.binary),
+        {**state_vars(files.tmp, "configure-and-start"), "KUBELET_BINARY": str(files.binary),
          "KUBELET_RUNS_ON": files.runs_on(), "KUBELET_RECORD": str(files.record), "HEALTHZ_PORT": 10248,
          "HEALTH_TIMEOUT": 5, "SETTLE_SECONDS": 0, "JOURNAL_LINES": 5,
          "HINT_PATTERNS": [hint.pattern for hint in hints], "HINT_TEXTS": [hint.text for hint in hints]},

@@ -146,12 +146,12 @@ LIB_TEXT = (node_scripts.SCRIPTS_DIR / "lib.sh").read_text().rstrip("\n")
 # How each script is composed: (the create or delete) -> its bodies after lib.sh.
 SCRIPT_BODIES = {
     "preflight.create": ("preflight.sh",),
-    "install-kubelet.create": ("install-kubelet.sh", "hold.sh"),
-    "install-kubelet.delete": ("release.sh", "remove-kubelet.sh"),
-    "credentials.create": ("write-credentials.sh", "hold.sh"),
-    "credentials.delete": ("release.sh", "remove-files.sh"),
-    "configure-and-start.create": ("rollback.sh", "configure.sh", "start-kubelet.sh", "hold.sh"),
-    "configure-and-start.delete": ("release.sh", "unconfigure.sh"),
+    "install-kubelet.create": ("lock.sh", "install-kubelet.sh", "hold.sh"),
+    "install-kubelet.delete": ("lock.sh", "release.sh", "remove-kubelet.sh", "tidy-state.sh"),
+    "credentials.create": ("lock.sh", "write-credentials.sh", "hold.sh"),
+    "credentials.delete": ("lock.sh", "release.sh", "remove-files.sh", "tidy-state.sh"),
+    "configure-and-start.create": ("lock.sh", "rollback.sh", "configure.sh", "start-kubelet.sh", "hold.sh"),
+    "configure-and-start.delete": ("lock.sh", "release.sh", "unconfigure.sh", "tidy-state.sh"),
 }
 
 
@@ -599,13 +599,14 @@ def test_every_step_with_a_delete_holds_and_releases() -> None:
         if step.delete_script is None:
             assert name == node_scripts.PREFLIGHT  # writes nothing
             continue
-        assert step.create_script.rstrip().endswith('hold_step "${1:-create}"'), name
+        hold = (node_scripts.SCRIPTS_DIR / "hold.sh").read_text().rstrip("\n")
+        assert step.create_script.rstrip("\n").endswith(f"{hold}\n{node_scripts.SCRIPT_END}"), name
         # An early `exit 0` in a create body would skip hold.sh, and the old delete of a
         # replacement would then undo what the new create kept (install-kubelet once did).
         assert not re.search(r"^\s*exit 0\b", step.create_script, re.MULTILINE), name
-        # The guard comes right after lib.sh, before the step's own delete body.
-        lib, release = ((node_scripts.SCRIPTS_DIR / f).read_text() for f in ("lib.sh", "release.sh"))
-        assert lib + release in step.delete_script, name
+        # The guard comes right after lib.sh and the lock, before the step's own delete body.
+        lib, lock, release = ((node_scripts.SCRIPTS_DIR / f).read_text() for f in ("lib.sh", "lock.sh", "release.sh"))
+        assert lib + lock + release in step.delete_script, name
 
 
 # --- allocatable ------------------------------------------------------------------------------
@@ -679,4 +680,4 @@ def test_scripts_are_header_lib_and_bodies(stack_name: str) -> None:
     assert set(scripts) == set(SCRIPT_BODIES)
     for name, script in scripts.items():
         bodies = [(node_scripts.SCRIPTS_DIR / body).read_text().rstrip("\n") for body in SCRIPT_BODIES[name]]
-        assert script == script_header(script) + "\n".join([LIB_TEXT, *bodies]) + "\n", name
+        assert script == script_header(script) + "\n".join([LIB_TEXT, *bodies, node_scripts.SCRIPT_END]) + "\n", name

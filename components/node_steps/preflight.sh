@@ -18,8 +18,8 @@ esac
 [ "$(cat /proc/1/comm)" = systemd ] ||
   error "systemd is not PID 1 (found '$(cat /proc/1/comm)'); the kubelet runs as a systemd service"
 
-for tool in curl sha256sum systemctl journalctl; do
-  command -v "$tool" >/dev/null || error "$tool is not installed; install it (apt-get install curl systemd)"
+for tool in curl sha256sum systemctl journalctl flock; do
+  command -v "$tool" >/dev/null || error "$tool is not installed; install it (apt-get install curl systemd util-linux)"
 done
 
 if [ ! -S "$RUNTIME_SOCKET" ]; then
@@ -99,9 +99,34 @@ if [ "$ENFORCE_SYSTEM_RESERVED" = true ] && [ "$SYSTEM_RESERVED_MEMORY_BYTES" -g
   error "reservations: systemReserved memory ($((SYSTEM_RESERVED_MEMORY_BYTES / 1048576))Mi) is below what $SYSTEM_SLICE uses now ($((system_usage / 1048576))Mi); the kernel would refuse the limit with 'device or resource busy'; raise reservations.systemReserved.memory"
 fi
 
-free_kb=$(df -Pk "$(dirname "$KUBELET_BINARY")" | awk 'NR == 2 {print $4}')
-[ "$free_kb" -ge "$MIN_FREE_KB" ] ||
-  error "only $((free_kb / 1024))Mi free on $(dirname "$KUBELET_BINARY"); the kubelet binary needs $((MIN_FREE_KB / 1024))Mi"
+# Free space on every filesystem the steps write to, summed per filesystem (WRITE_DIRS, WRITE_KB).
+# A binary that is there and not the project's is copied to the state directory before it is
+# replaced (lib.sh, records).
+binary_kb=0
+if [ -f "$KUBELET_BINARY" ] && [ ! -f "$OWNED_DIR/${KUBELET_BINARY//\//%}" ]; then
+  binary_kb=$(($(stat -c %s "$KUBELET_BINARY") / 1024 + 1))
+fi
+probes=()
+for dir in "${WRITE_DIRS[@]}"; do
+  probe=$dir
+  while [ ! -e "$probe" ]; do probe=${probe%/*}; probe=${probe:-/}; done
+  probes+=("$probe")
+done
+declare -A fs_need=() fs_free=() fs_dirs=()
+index=0
+while read -r _ _ _ available _ mount; do
+  dir=${WRITE_DIRS[$index]}
+  kb=${WRITE_KB[$index]}
+  [ "$dir" != "$STATE_DIR" ] || kb=$((kb + binary_kb))
+  fs_need[$mount]=$((${fs_need[$mount]:-0} + kb))
+  fs_free[$mount]=$available
+  fs_dirs[$mount]+="${fs_dirs[$mount]:+, }$dir"
+  index=$((index + 1))
+done < <(df -Pk "${probes[@]}" | tail -n +2)
+for mount in "${!fs_need[@]}"; do
+  [ "${fs_free[$mount]}" -ge "${fs_need[$mount]}" ] ||
+    error "only $((fs_free[$mount] / 1024))Mi free on $mount (for ${fs_dirs[$mount]}); the steps need $(((fs_need[$mount] + 1023) / 1024))Mi there: free some space (df -h $mount)"
+done
 
 for message in "${warnings[@]}"; do log "warning: $message"; done
 if [ "${#errors[@]}" -gt 0 ]; then
@@ -112,9 +137,9 @@ log "preflight passed: $arch, cgroup $cgroups, $cpus CPUs, $((memory_bytes / 104
 
 json_warnings=""
 for message in "${warnings[@]}"; do
-  message=${message//\\/\\\\}
-  json_warnings+="${json_warnings:+,}\"${message//\"/\\\"}\""
+  json_warnings+="${json_warnings:+,}$(json_string "$message")"
 done
-printf '{"node":"%s","hostname":"%s","arch":"%s","kernel":"%s","cgroupVersion":"%s","cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":"%s","warnings":[%s]}\n' \
-  "$NODE_NAME" "$hostname" "$arch" "$(uname -r)" "$cgroups" "$cpus" "$memory_bytes" \
-  "$system_usage" "$swap_on" "$systemd_cgroup" "$json_warnings"
+printf '{"node":%s,"hostname":%s,"arch":%s,"kernel":%s,"cgroupVersion":%s,"cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":%s,"warnings":[%s]}\n' \
+  "$(json_string "$NODE_NAME")" "$(json_string "$hostname")" "$(json_string "$arch")" "$(json_string "$(uname -r)")" \
+  "$(json_string "$cgroups")" "$cpus" "$memory_bytes" "$system_usage" "$swap_on" "$(json_string "$systemd_cgroup")" \
+  "$json_warnings"

@@ -3,5 +3,6 @@
 if ! release_step; then
   log "$STEP: left in place; a newer $STEP holds this node (the step was replaced)"
   echo "kept: held by a newer $STEP"
+  STEP_DONE=true
   exit 0
 fi

@@ -185,6 +185,9 @@ def reset_nodes(names: Iterable[str] = NODES) -> None:
         "/etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf "
         "/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf "
         "/usr/local/libexec/homelab-kubelet; "
+        # Files the project replaced go back (lib.sh, records: RECORD.orig beside a "replaced" record).
+        "for record in /var/lib/homelab-kubelet/owned/*.orig; do [ -f \"$record\" ] || continue; "
+        "name=${record##*/}; name=${name%.orig}; mv -f \"$record\" \"${name//%//}\"; done; "
         "if [ -f /var/lib/homelab-kubelet/containerd-config.toml.orig ]; then "
         "mv -f /var/lib/homelab-kubelet/containerd-config.toml.orig /etc/containerd/config.toml; "
         "elif [ -f /var/lib/homelab-kubelet/containerd-config-managed ]; then rm -f /etc/containerd/config.toml; fi; "

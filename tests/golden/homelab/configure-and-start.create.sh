@@ -4,6 +4,9 @@ NODE_NAME=k8s-node1
 STEP=configure-and-start
 STATE_DIR=/var/lib/homelab-kubelet
 HOLDERS_DIR=/var/lib/homelab-kubelet/holders
+OWNED_DIR=/var/lib/homelab-kubelet/owned
+LOCK_FILE=/var/lib/homelab-kubelet/lock
+LOCK_WAIT_SECONDS=600
 STATIC_POD_PATH=/etc/kubelet.d
 KUBELET_DIR=/var/lib/kubelet
 KUBELET_BINARY=/usr/bin/kubelet
@@ -49,7 +52,12 @@ HINT_TEXTS=('hint: Reserved cgroup (kube.slice / system.slice) does not exist
     fix: Remove the key named in the line. This program passes runtimeCgroups as the `--runtime-cgroups` flag in /etc/systemd/system/kubelet.service instead; check other keys against the KubeletConfiguration (v1beta1) reference.')
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
-# the step's variables (NODE_NAME, ...), then this file, then the step itself.
+# the step's variables (NODE_NAME, ...), then this file, then the step itself, and end with
+# `STEP_DONE=true`.
+
+umask 022
+# The loader runs a script as `bash -c SCRIPT STEP MODE`.
+case "${1:-}" in create | update | delete) MODE=$1 ;; *) MODE=create ;; esac
 
 log() { printf '[%s] %s\n' "$NODE_NAME" "$*" >&2; }
 
@@ -58,35 +66,95 @@ fail() {
   exit 1
 }
 
+# --- how a run ends ---------------------------------------------------------------------------
+# A run succeeded only if it reached its last line (STEP_DONE=true); an error or a signal is a
+# failure whatever `$?` says. A dropped SSH connection reaches a step as SIGPIPE at its next write
+# (sshd sends no SIGHUP to a session without a terminal), and without these traps bash would run
+# the EXIT trap with the status of the last command, usually 0.
+STEP_DONE=false
+EXIT_HOOKS=() # functions run at exit with the final status (rollback.sh adds its rollback)
+TEMP_PATHS=() # removed at exit, whatever the outcome: a failed run leaves no temp files
+
+run_exit_hooks() {
+  local status=$? hook
+  trap - EXIT
+  # The session may be gone: a failed write must not cut the cleanup short.
+  trap '' PIPE HUP
+  set +e
+  [ "$STEP_DONE" = true ] || [ "$status" -ne 0 ] || status=1
+  for hook in "${EXIT_HOOKS[@]}"; do "$hook" "$status"; done
+  [ "${#TEMP_PATHS[@]}" -eq 0 ] || rm -rf "${TEMP_PATHS[@]}"
+  exit "$status"
+}
+trap run_exit_hooks EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+
+# --- writes -----------------------------------------------------------------------------------
+# Every write is checked where it happens (`|| fail`): set -e does not apply inside a function
+# called from `if` or `||`, nor inside `$(...)`.
+
+# ensure_dir DIR...: create missing directories (0755, umask 022); an existing one keeps its mode
+# (`install -d -m` would chmod it: a staticPodPath of /tmp would lose its sticky bit).
+ensure_dir() {
+  local dir
+  for dir in "$@"; do
+    [ -d "$dir" ] || mkdir -p "$dir" || fail "cannot create directory $dir (df -h; is its filesystem full or read-only?)"
+  done
+}
+
+# new_temp PATH: prints a new empty temp file beside PATH (same filesystem, so a rename lands it).
+new_temp() {
+  local dir=${1%/*}
+  mktemp "${dir:-/}/.${1##*/}.XXXXXX" || fail "cannot create a file in ${dir:-/} (df -h ${dir:-/}; is it full or read-only?)"
+}
+
+# land TEMP PATH: flush TEMP to disk, then rename it over PATH.
+land() {
+  sync "$1" || fail "cannot flush $2 to disk (df -h ${2%/*})"
+  mv -f "$1" "$2" || fail "cannot move $2 into place"
+}
+
+# keep_for_rollback PATH: before this run first changes PATH, keep what is there (or note that
+# nothing was) for rollback.sh. A no-op in the steps that do not roll back (no ROLLBACK_DIR).
+keep_for_rollback() {
+  [ -n "${ROLLBACK_DIR:-}" ] || return 0
+  local saved="$ROLLBACK_DIR/${1//\//%}"
+  [ ! -e "$saved" ] || return 0
+  if [ -e "$1" ]; then
+    { cp -p "$1" "$saved" && sync "$saved"; } || fail "cannot keep a copy of $1 for a rollback (df -h $ROLLBACK_DIR; is it full?)"
+    printf '%s\t%s\n' "${saved##*/}" "$1" >>"$ROLLBACK_DIR/manifest" || fail "cannot write $ROLLBACK_DIR/manifest (df -h $ROLLBACK_DIR; is it full?)"
+  else
+    : >"$saved" || fail "cannot write in $ROLLBACK_DIR (df -h $ROLLBACK_DIR; is it full?)"
+    printf '%s\t%s\n' - "$1" >>"$ROLLBACK_DIR/manifest" || fail "cannot write $ROLLBACK_DIR/manifest (df -h $ROLLBACK_DIR; is it full?)"
+  fi
+}
+
+# The paths this run changed, in order (configure.sh decides on reloads and restarts from them).
+CHANGED=()
+
 # install_file PATH MODE < CONTENT
-# Writes atomically (temp file in the same directory + rename), so an interrupted run never
-# leaves a half-written file. Prints "changed PATH" only when content or mode differ.
+# Writes atomically (temp file in the same directory, flushed, renamed), so a full disk or an
+# interrupted run never leaves a short file. Prints "changed PATH" only when content or mode differ.
 install_file() {
-  local path=$1 mode=$2 dir tmp
-  # Parameter expansion, not dirname/basename: every process costs on a slow node.
-  dir=${path%/*}
-  dir=${dir:-/}
-  [ -d "$dir" ] || install -d -m 0755 "$dir"
-  tmp=$(mktemp "$dir/.${path##*/}.XXXXXX")
-  cat >"$tmp"
-  chmod "$mode" "$tmp"
+  local path=$1 mode=$2 tmp sum
+  ensure_dir "${path%/*}"
+  tmp=$(new_temp "$path")
+  TEMP_PATHS+=("$tmp")
+  { cat >"$tmp" && chmod "$mode" "$tmp"; } || fail "cannot write $path (df -h ${path%/*}; is its filesystem full?)"
+  sum=$(sha256sum <"$tmp") || fail "cannot read back $tmp"
+  sum=${sum%% *}
   if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
     rm -f "$tmp"
+    own_unchanged "$path" "$sum"
     return 0
   fi
-  local saved="${ROLLBACK_DIR:-}/${path//\//%}"
-  if [ -n "${ROLLBACK_DIR:-}" ] && [ ! -e "$saved" ]; then
-    # Keep what the first change of this path replaces, for rollback.sh (set only by the steps
-    # that roll back). A new file is noted as "-": rolling back removes it.
-    if [ -e "$path" ]; then
-      cp -p "$path" "$saved"
-      printf '%s\t%s\n' "${saved##*/}" "$path" >>"$ROLLBACK_DIR/manifest"
-    else
-      : >"$saved"
-      printf '%s\t%s\n' - "$path" >>"$ROLLBACK_DIR/manifest"
-    fi
-  fi
-  mv -f "$tmp" "$path"
+  own_before_change "$path" "$sum"
+  keep_for_rollback "$path"
+  land "$tmp" "$path"
+  CHANGED+=("$path")
   echo "changed $path"
 }
 
@@ -106,7 +174,8 @@ unpack_bundle() {
         ;;
       "@@@ homelab-kubelet end")
         [ -n "$path" ] || fail "malformed bundle: end without file"
-        printf '%s' "$content" | install_file "$path" "$mode"
+        # Process substitution, not a pipe: install_file runs in this shell (CHANGED, TEMP_PATHS).
+        install_file "$path" "$mode" < <(printf '%s' "$content")
         path=""
         ;;
       *)
@@ -126,15 +195,159 @@ cgroup_version() {
   esac
 }
 
+# json_string TEXT: TEXT as a JSON string, escaped strictly (RFC 8259): a hostname with quotes,
+# backslashes or control characters cannot change or break the preflight facts.
+json_string() {
+  local text=$1 out="" char code i
+  for ((i = 0; i < ${#text}; i++)); do
+    char=${text:i:1}
+    # shellcheck disable=SC1003  # the backslash branch: escaped as JSON wants it
+    case "$char" in
+      '"') out+='\"' ;;
+      "\\") out+='\\' ;;
+      *)
+        printf -v code '%d' "'$char"
+        if [ "$code" -ge 0 ] && [ "$code" -lt 32 ]; then
+          printf -v char '\\u%04x' "$code"
+        fi
+        out+=$char
+        ;;
+    esac
+  done
+  printf '"%s"' "$out"
+}
+
 # write_state PATH VALUE: one line of the project's own bookkeeping, landed with a rename.
 write_state() {
   local tmp
-  [ -d "${1%/*}" ] || install -d -m 0755 "${1%/*}"
-  tmp=$(mktemp "$1.XXXXXX")
-  printf '%s\n' "$2" >"$tmp"
-  mv -f "$tmp" "$1"
+  ensure_dir "${1%/*}"
+  keep_for_rollback "$1"
+  tmp=$(new_temp "$1")
+  TEMP_PATHS+=("$tmp")
+  printf '%s\n' "$2" >"$tmp" || fail "cannot write $1 (df -h ${1%/*}; is its filesystem full?)"
+  land "$tmp" "$1"
 }
 
+# --- what the project owns on the node --------------------------------------------------------
+# One record per path a step writes, in $OWNED_DIR (the path with / as %): how the project came
+# to own the path, and the sha256 of what it last wrote there.
+#   created  SHA256  nothing was there; delete removes the file
+#   replaced SHA256  another file was there; its copy is RECORD.orig, and delete puts it back
+#   adopted  SHA256  the same content was there already (a node built by hand, a control plane's
+#                    CA); delete leaves it
+# Delete acts only while the file still holds what the project wrote: a file changed since then is
+# left in place, and the step says so.
+
+record_of() { printf '%s/%s' "$OWNED_DIR" "${1//\//%}"; }
+
+record_how() {
+  local record how=""
+  record=$(record_of "$1")
+  [ ! -f "$record" ] || read -r how _ <"$record"
+  echo "$how"
+}
+
+# own_unchanged PATH SHA256: PATH already holds what the step writes.
+own_unchanged() {
+  [ -z "$(record_how "$1")" ] || return 0
+  # An update without a record: an earlier homelab-kubelet, which kept no records, wrote it.
+  if [ "$MODE" = update ]; then
+    write_state "$(record_of "$1")" "created $2"
+  else
+    write_state "$(record_of "$1")" "adopted $2"
+  fi
+}
+
+# own_before_change PATH SHA256: the step is about to replace PATH with content of SHA256.
+own_before_change() {
+  local path=$1 how record
+  how=$(record_how "$path")
+  record=$(record_of "$path")
+  case "$how" in
+    created | replaced) ;;
+    *)
+      if [ ! -e "$path" ] || { [ -z "$how" ] && [ "$MODE" = update ]; }; then
+        how=created
+      else
+        # Another file (or one the project only adopted): keep it to put back on delete.
+        guard_foreign_file "$path"
+        ensure_dir "$OWNED_DIR"
+        keep_for_rollback "$record.orig"
+        { cp -p "$path" "$record.orig" && sync "$record.orig"; } ||
+          fail "cannot keep a copy of $path (df -h $OWNED_DIR; is it full?)"
+        how=replaced
+      fi
+      ;;
+  esac
+  write_state "$record" "$how $2"
+}
+
+# Paths the project must not take over from someone else (set per step; see write-credentials.sh).
+# guard_foreign_file PATH: fail with GUARDED_REASON (which may name $path) for a guarded PATH.
+GUARDED_PATHS=()
+GUARDED_REASON=""
+guard_foreign_file() {
+  local guarded
+  for guarded in "${GUARDED_PATHS[@]}"; do
+    [ "$guarded" != "$1" ] || fail "$1: $GUARDED_REASON"
+  done
+}
+
+# give_back PATH...: undo the step's writes of PATH (delete; see the records above).
+give_back() {
+  local path record how sum current
+  for path in "$@"; do
+    record=$(record_of "$path")
+    if [ ! -f "$record" ]; then
+      # Written by an earlier homelab-kubelet, which kept no records: remove it, as that version did.
+      [ ! -e "$path" ] || remove_unless_used "$path"
+      continue
+    fi
+    read -r how sum <"$record"
+    if [ -e "$path" ]; then
+      current=$(sha256sum <"$path") || fail "cannot read $path"
+      if [ "${current%% *}" != "$sum" ]; then
+        log "left $path in place: it changed since homelab-kubelet wrote it"
+        [ "$how" != replaced ] || log "the file it replaced is kept at $record.orig"
+        echo "left $path: changed since homelab-kubelet wrote it"
+        rm -f "$record"
+        continue
+      fi
+    fi
+    case "$how" in
+      created) [ ! -e "$path" ] || remove_unless_used "$path" ;;
+      replaced)
+        mv -f "$record.orig" "$path" || fail "cannot put back $path from $record.orig"
+        echo "restored $path"
+        ;;
+      *) echo "left $path: it was there before homelab-kubelet" ;;
+    esac
+    rm -f "$record"
+  done
+}
+
+# Where another program may name a file the project wrote (a control plane's units and manifests);
+# rendered for the steps that check it.
+[ -v USER_DIRS ] || USER_DIRS=()
+remove_unless_used() {
+  local dir file files=() users=""
+  for dir in "${USER_DIRS[@]}"; do
+    for file in "$dir"/*; do
+      # The kubelet's own unit names its files; it is not another user.
+      [ ! -f "$file" ] || [ "${file##*/}" = kubelet.service ] || files+=("$file")
+    done
+  done
+  [ "${#files[@]}" -eq 0 ] || users=$(grep -lF -- "$1" "${files[@]}" || true)
+  if [ -n "$users" ]; then
+    log "left $1 in place: ${users//$'\n'/, } use(s) it"
+    echo "left $1: in use by ${users//$'\n'/ }"
+    return 0
+  fi
+  rm -f "$1" || fail "cannot remove $1"
+  echo "removed $1"
+}
+
+# --- holders of a step ------------------------------------------------------------------------
 # Holders of a step on this node ($HOLDERS_DIR/$STEP): one per Pulumi resource whose create ran
 # here (hold.sh). Pulumi replaces a step by creating the new resource and then deleting the old
 # one with the old inputs; the count lets that old delete see that a newer create holds the step.
@@ -165,75 +378,117 @@ release_step() {
     write_state "$HOLDERS_DIR/$STEP" $((count - 1))
     return 1
   fi
-  rm -f "$HOLDERS_DIR/$STEP"
-  # The last step deleted on a node also removes the project's state directory.
-  rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
+  rm -f "$HOLDERS_DIR/$STEP" || fail "cannot remove $HOLDERS_DIR/$STEP"
 }
+# One run of the project's steps at a time on this node (two checkouts, two backends, a CI job
+# beside a person): interleaved, one run's rollback could undo what the other wrote. The lock is
+# the kernel's (flock) and ends with the process that holds it, so a killed run leaves none.
+ensure_dir "$STATE_DIR"
+exec 9>>"$LOCK_FILE" || fail "cannot open $LOCK_FILE"
+if ! flock -n 9; then
+  log "waiting up to ${LOCK_WAIT_SECONDS}s for another homelab-kubelet run on this node ($(cat "$LOCK_FILE" 2>/dev/null || true))"
+  flock -w "$LOCK_WAIT_SECONDS" 9 ||
+    fail "another homelab-kubelet run holds this node: $(cat "$LOCK_FILE" 2>/dev/null || echo 'unknown run'); waited ${LOCK_WAIT_SECONDS}s. Let it finish, then run pulumi up again"
+fi
+# Who holds it, for the message above; a full disk must not fail the step here.
+printf '%s (%s) since %s, pid %d\n' "$STEP" "$MODE" "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$$" >"$LOCK_FILE" 2>/dev/null || true
 # A failed configure-and-start puts the node back as it found it: every file this run changed gets
 # its previous content back (a new one is removed), and kubelet and containerd run as before.
 # When the step fails the state keeps the previous configuration, so the node must match it:
 # otherwise reverting the stack config would be a no-op for Pulumi and the bad files would stay.
+# "Failed" includes a dropped connection or any signal (lib.sh, run_exit_hooks).
 
-install -d -m 0755 "$STATE_DIR"
-ROLLBACK_DIR=$(mktemp -d "$STATE_DIR/.rollback.XXXXXX")
+ensure_dir "$STATE_DIR"
+ROLLBACK_DIR=$(mktemp -d "$STATE_DIR/.rollback.XXXXXX") || fail "cannot create a directory in $STATE_DIR (df -h $STATE_DIR; is it full?)"
+TEMP_PATHS+=("$ROLLBACK_DIR")
 kubelet_was_active=$(systemctl is-active kubelet.service 2>/dev/null || true)
 kubelet_was_enabled=$(systemctl is-enabled kubelet.service 2>/dev/null || true)
 
-# shellcheck disable=SC2317,SC2329  # runs from the EXIT trap
-roll_back() {
-  local status=$? saved path restored=0 containerd_touched=false
-  trap - EXIT
-  set +e
-  if [ "$status" -ne 0 ] && [ -s "$ROLLBACK_DIR/manifest" ]; then
-    systemctl stop kubelet.service 2>/dev/null
-    [ "$kubelet_was_enabled" = enabled ] || systemctl disable --quiet --no-reload kubelet.service 2>/dev/null
-    while IFS=$'\t' read -r saved path; do
-      if [ "$saved" = - ]; then rm -f "$path"; else mv -f "$ROLLBACK_DIR/$saved" "$path"; fi
-      restored=$((restored + 1))
-      case "$path" in "$CONTAINERD_CONFIG" | "$CONTAINERD_DROPIN") containerd_touched=true ;; esac
-    done <"$ROLLBACK_DIR/manifest"
-    systemctl daemon-reload
-    [ "$containerd_touched" = false ] || systemctl restart containerd.service
-    if [ "$kubelet_was_active" = active ]; then
-      systemctl start kubelet.service
-      log "rolled back: put back the $restored file(s) this run changed and restarted kubelet with its previous configuration"
-    else
-      log "rolled back: put back the $restored file(s) this run changed; kubelet stays stopped as it was"
-    fi
-  fi
-  rm -rf "$ROLLBACK_DIR"
-  exit "$status"
+# shellcheck disable=SC2317,SC2329  # runs from run_exit_hooks
+restore_kept() {
+  local saved path
+  restored=0
+  containerd_touched=false
+  while IFS=$'\t' read -r saved path; do
+    if [ "$saved" = - ]; then rm -f "$path"; else mv -f "$ROLLBACK_DIR/$saved" "$path"; fi
+    case "$path" in
+      "$STATE_DIR"/*) ;;
+      "$CONTAINERD_CONFIG" | "$CONTAINERD_DROPIN") restored=$((restored + 1)) containerd_touched=true ;;
+      *) restored=$((restored + 1)) ;;
+    esac
+  done <"$ROLLBACK_DIR/manifest"
 }
-trap roll_back EXIT
+
+# shellcheck disable=SC2317,SC2329  # runs from run_exit_hooks
+roll_back() {
+  local status=$1 restored containerd_touched message
+  [ "$status" -ne 0 ] && [ -s "$ROLLBACK_DIR/manifest" ] || return 0
+  # Only the project's own bookkeeping changed (records, holders): put it back, touch nothing else.
+  if ! cut -f2 "$ROLLBACK_DIR/manifest" | grep -qv "^$STATE_DIR/"; then
+    restore_kept
+    return 0
+  fi
+  systemctl stop kubelet.service 2>/dev/null
+  [ "$kubelet_was_enabled" = enabled ] || systemctl disable --quiet --no-reload kubelet.service 2>/dev/null
+  restore_kept
+  systemctl daemon-reload
+  [ "$containerd_touched" = false ] || systemctl restart containerd.service
+  if [ "$kubelet_was_active" = active ]; then
+    systemctl start kubelet.service
+    message="rolled back: put back the $restored file(s) this run changed and restarted kubelet with its previous configuration"
+  else
+    message="rolled back: put back the $restored file(s) this run changed; kubelet stays stopped as it was"
+  fi
+  log "$message"
+  # Also in the journal: after a dropped connection nobody reads stderr.
+  logger -t homelab-kubelet "$STEP on $NODE_NAME failed (status $status); $message" 2>/dev/null
+}
+EXIT_HOOKS+=(roll_back)
 # Write the kubelet configuration, systemd units, slices and the cgroup helper from the bundle
 # on stdin; make the container runtime fit (cgroup driver, slice); enable the kubelet unit and
 # reload systemd if needed.
 
-install -d -m 0755 "$STATIC_POD_PATH" "$KUBELET_DIR" "$STATE_DIR"
-changes=$(unpack_bundle)
-[ -z "$changes" ] || printf '%s\n' "$changes"
+ensure_dir "$STATIC_POD_PATH" "$KUBELET_DIR" "$STATE_DIR"
+migrate_containerd_bookkeeping() {
+  # An earlier homelab-kubelet kept containerd's original in $STATE_DIR: make it a record.
+  local record
+  record=$(record_of "$CONTAINERD_CONFIG")
+  [ -f "$STATE_DIR/containerd-config-managed" ] || return 0
+  if [ ! -f "$record" ] && [ -f "$CONTAINERD_CONFIG" ]; then
+    local sum
+    sum=$(sha256sum <"$CONTAINERD_CONFIG") || fail "cannot read $CONTAINERD_CONFIG"
+    if [ -f "$STATE_DIR/containerd-config.toml.orig" ]; then
+      ensure_dir "$OWNED_DIR"
+      keep_for_rollback "$record.orig"
+      keep_for_rollback "$STATE_DIR/containerd-config.toml.orig"
+      mv -f "$STATE_DIR/containerd-config.toml.orig" "$record.orig" || fail "cannot move containerd's original config"
+      write_state "$record" "replaced ${sum%% *}"
+    else
+      write_state "$record" "created ${sum%% *}"
+    fi
+  fi
+  keep_for_rollback "$STATE_DIR/containerd-config-managed"
+  rm -f "$STATE_DIR/containerd-config-managed" "$STATE_DIR/containerd-config.toml.orig"
+}
+migrate_containerd_bookkeeping
+unpack_bundle
 
 containerd_changed=false
-case "$changes" in *"$CONTAINERD_DROPIN"*) containerd_changed=true ;; esac
+case " ${CHANGED[*]} " in *" $CONTAINERD_DROPIN "*) containerd_changed=true ;; esac
 
 if [ "$MANAGE_CONTAINERD_CGROUP_DRIVER" = true ] &&
   ! containerd config dump 2>/dev/null | grep -Eq '^\s*SystemdCgroup\s*=\s*true'; then
-  # Keep the operator's file so `pulumi destroy` can put it back.
-  if [ -f "$CONTAINERD_CONFIG" ] && [ ! -f "$STATE_DIR/containerd-config.toml.orig" ]; then
-    cp -p "$CONTAINERD_CONFIG" "$STATE_DIR/containerd-config.toml.orig"
-  fi
-  touch "$STATE_DIR/containerd-config-managed"
-  # Generate first: a failing generator must not leave an empty config.toml behind.
+  # Generate first: a failing generator must not leave an empty config.toml behind. The
+  # operator's own file is kept (lib.sh, records) and put back by `pulumi destroy`.
   default_config=$(containerd config default) || fail "containerd config default failed; cannot set SystemdCgroup"
-  printf '%s\n' "$default_config" | sed -E 's/^(\s*SystemdCgroup\s*=\s*)false/\1true/' |
-    install_file "$CONTAINERD_CONFIG" 0644
+  install_file "$CONTAINERD_CONFIG" 0644 < <(printf '%s\n' "$default_config" | sed -E 's/^(\s*SystemdCgroup\s*=\s*)false/\1true/')
   containerd_changed=true
 fi
 
 # One daemon-reload for everything (each costs seconds on a small node). Also when a unit file is
 # newer than what systemd loaded: a run interrupted after writing it left no "changed" line.
 systemctl enable --quiet --no-reload kubelet.service || fail "systemctl enable kubelet.service failed"
-case "$changes" in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
+case " ${CHANGED[*]} " in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
 if [ "$systemd_changed" = true ] || [ "$containerd_changed" = true ] ||
   systemctl show -p NeedDaemonReload --value kubelet.service containerd.service | grep -qx yes; then
   systemctl daemon-reload
@@ -354,5 +609,7 @@ else
 fi
 write_state "$KUBELET_RECORD" "$fingerprint"
 echo "$report"
-# The create or update ($1) succeeded: this resource holds the step on the node (see release.sh).
-hold_step "${1:-create}"
+# The create or update succeeded: this resource holds the step on the node (see release.sh).
+hold_step "$MODE"
+# The run reached its end: a success (lib.sh, run_exit_hooks).
+STEP_DONE=true
