@@ -717,3 +717,12 @@ def test_unit_words_are_checked_when_rendered() -> None:
     with pytest.raises(ValueError, match=r"cannot be one word of kubelet\.service's ExecStart"):
         systemd.render_kubelet_unit(settings, smuggled)
 
+
+def test_install_step_carries_the_pinned_digest_of_its_arch_and_version() -> None:
+    raw = homelab_config()
+    raw["kubernetes"]["kubeletSha256"] = {"arm64": {"v1.30.1": "ab" * 32, "v1.30.2": "cd" * 32}}
+    settings = parse_settings(raw)
+    script = node_scripts.install_kubelet(settings, settings.node(NODE)).create_script
+    assert f"PINNED_SHA256={'ab' * 32}\n" in script
+    settings, node = stack("homelab")
+    assert "PINNED_SHA256=''\n" in node_scripts.install_kubelet(settings, node).create_script

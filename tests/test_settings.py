@@ -876,3 +876,20 @@ def test_no_known_key_is_refused_unless_insecure() -> None:
     assert [node.host_key for node in settings.nodes] == [ED25519_KEY, None, None]
     assert len(warnings) == 2 and "NOT verified" in warnings[0]
 
+
+def test_the_lab_stack_reads_the_known_hosts_the_lab_writes(tmp_path: Any, monkeypatch: Any) -> None:
+    from lab import api as lab_api
+    from lab import paths as lab_paths
+
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path))
+    lab_paths.lab_dir().mkdir(parents=True)
+    nodes = [lab_api.Node(name=name, port=port, pid=0, console_log="", overlay="",
+                          host_keys=[_openssh_public_key(ed25519.Ed25519PrivateKey.generate())])
+             for name, port in lab_paths.NODES]
+    lab_api._write_known_hosts(nodes)
+    raw = load_stack_config(REPO / "Pulumi.lab.yaml")
+    assert raw["ssh"]["knownHostsFile"] == "~/.cache/homelab-kubelet/lab/known_hosts"
+    raw["ssh"]["knownHostsFile"] = str(lab_paths.known_hosts_path())
+    settings, warnings = resolve_host_keys(parse_settings(raw))
+    assert [node.host_key for node in settings.nodes] == [node.host_keys[0] for node in nodes]
+    assert warnings == []

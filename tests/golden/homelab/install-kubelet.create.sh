@@ -7,6 +7,7 @@ HOLDERS_DIR=/var/lib/homelab-kubelet/holders
 DOWNLOAD_BASE_URL=https://dl.k8s.io
 KUBELET_VERSION=v1.30.1
 ARCH=arm64
+PINNED_SHA256=''
 KUBELET_BINARY=/usr/bin/kubelet
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
@@ -131,12 +132,17 @@ release_step() {
   rmdir --ignore-fail-on-non-empty "$HOLDERS_DIR" "$STATE_DIR" 2>/dev/null || true
 }
 # Install the kubelet: download it only when the installed binary does not match the
-# published sha256, verify before it replaces anything, and swap it in with a rename.
+# pinned (kubernetes.kubeletSha256) or else the published sha256, verify before it replaces
+# anything, and swap it in with a rename.
 
 url="$DOWNLOAD_BASE_URL/$KUBELET_VERSION/bin/linux/$ARCH/kubelet"
-expected=$(curl -fsSL --retry 3 "$url.sha256") || fail "cannot fetch $url.sha256 (is kubernetes.downloadBaseUrl right and reachable from the node?)"
-expected=${expected%% *}
-[[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 does not hold a sha256 digest"
+if [ -n "$PINNED_SHA256" ]; then
+  expected=$PINNED_SHA256
+else
+  expected=$(curl -fsSL --retry 3 "$url.sha256") || fail "cannot fetch $url.sha256 (is kubernetes.downloadBaseUrl right and reachable from the node?)"
+  expected=${expected%% *}
+  [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 does not hold a sha256 digest"
+fi
 
 # No early `exit`: hold.sh follows this body (a create must count itself even when it downloads nothing).
 if [ -x "$KUBELET_BINARY" ] && [ "$(sha256sum "$KUBELET_BINARY" | cut -d' ' -f1)" = "$expected" ]; then
