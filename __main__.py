@@ -15,6 +15,7 @@ from components.settings import (
     Settings,
     SettingsError,
     parse_settings,
+    resolve_host_keys,
 )
 
 
@@ -27,10 +28,14 @@ def load_settings(config: pulumi.Config) -> tuple[Settings, dict[str, pulumi.Out
     secrets = {key: value for key in SECRET_KEYS if (value := config.get_secret(key)) is not None}
     raw = {key: config.get_object(key) for key in OBJECT_KEYS}
     try:
-        return parse_settings(raw, frozenset(secrets), configured_keys()), secrets
+        # Each node's SSH host key: nodes[].hostKey, else ssh.knownHostsFile (~/.ssh/known_hosts).
+        settings, warnings = resolve_host_keys(parse_settings(raw, frozenset(secrets), configured_keys()))
     except SettingsError as error:
         # RunError reports the message alone, before any resource is registered.
         raise pulumi.RunError(str(error)) from None
+    for warning in warnings:
+        pulumi.log.warn(warning)
+    return settings, secrets
 
 
 def ssh_private_key(settings: Settings, secrets: dict[str, pulumi.Output[str]]) -> pulumi.Output[str] | None:

@@ -34,6 +34,8 @@ POD_PREFIX = 24
 MAX_NODES = 32 * 256
 ADDRESS_BASE = ipaddress.ip_address("10.240.0.0")
 HOSTS_PER_SUBNET = 254
+# The program verifies host keys; no synthetic node is ever dialled, so one made-up key serves all.
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
 
 def node_name(index: int) -> str:
@@ -57,7 +59,8 @@ def synthetic_nodes(count: int) -> list[dict[str, Any]]:
     if not 1 <= count <= MAX_NODES:
         raise ValueError(f"node count must be between 1 and {MAX_NODES} (got {count})")
     return [
-        {"name": node_name(i), "address": node_address(i), "arch": "arm64", "podCIDR": pod_cidr(i)}
+        {"name": node_name(i), "address": node_address(i), "arch": "arm64", "podCIDR": pod_cidr(i),
+         "hostKey": HOST_KEY}
         for i in range(count)
     ]
 

@@ -39,6 +39,8 @@ CONFIG_FREE_KB = 1024  # on every other filesystem a step writes to (files of a 
 LOCK_WAIT_SECONDS = 600
 # Where a control plane on a node names the files it uses (a CA file the kubelet shares with it).
 CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
+# Tasks an enforced pid reservation must leave free in its slice: sshd, the steps and containerd fork.
+PID_HEADROOM = 100
 JOURNAL_LINES = 40
 
 # The steps, in order; each name is the resource name suffix and the holder name on the node.
@@ -187,6 +189,7 @@ def render_step(
 def preflight(settings: Settings, node: NodeSettings) -> Step:
     reservations = node.reservations
     system_memory = reservations.system_reserved.memory
+    kube_memory = reservations.kube_reserved.memory
     variables: dict[str, Value] = {
         "EXPECTED_ARCH": node.arch,
         "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
@@ -202,6 +205,12 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "SYSTEM_SLICE": reservations.system_reserved_slice,
         "SYSTEM_RESERVED_MEMORY_BYTES": to_bytes(system_memory) if system_memory else 0,
         "ENFORCE_SYSTEM_RESERVED": "system-reserved" in reservations.enforce_node_allocatable,
+        "KUBE_SLICE": reservations.kube_reserved_slice,
+        "KUBE_RESERVED_MEMORY_BYTES": to_bytes(kube_memory) if kube_memory else 0,
+        "ENFORCE_KUBE_RESERVED": "kube-reserved" in reservations.enforce_node_allocatable,
+        "SYSTEM_RESERVED_PIDS": reservations.system_reserved.pid or 0,
+        "KUBE_RESERVED_PIDS": reservations.kube_reserved.pid or 0,
+        "PID_HEADROOM": PID_HEADROOM,
         "KUBELET_BINARY": paths.KUBELET_BINARY,
         **_free_space_needed(settings),
     }
@@ -230,6 +239,8 @@ def install_kubelet(settings: Settings, node: NodeSettings) -> Step:
         "DOWNLOAD_BASE_URL": settings.kubernetes.download_base_url,
         "KUBELET_VERSION": settings.kubernetes.version,
         "ARCH": node.arch,
+        # kubernetes.kubeletSha256 for this version and arch; empty: the mirror's kubelet.sha256.
+        "PINNED_SHA256": settings.kubernetes.pinned_sha256(node.arch) or "",
         "KUBELET_BINARY": paths.KUBELET_BINARY,
     }
     return render_step(

@@ -11,14 +11,24 @@ from __future__ import annotations
 from components import paths
 from components.kubelet_config import kubelet_flags
 from components.quantities import cpu_weight, to_bytes, to_millicores
-from components.settings import NodeSettings, ResourceReservation, Settings
+from components.settings import NodeSettings, ResourceReservation, Settings, unit_word_problem
 
 GENERATED = "# Rendered by homelab-kubelet; changes here are overwritten by `pulumi up`.\n"
 
 
+def exec_words(words: list[str]) -> list[str]:
+    """`words` as they go into an Exec line, each checked to be one literal systemd word (the
+    settings refuse such values first; this keeps any that slip through out of the unit)."""
+    for word in words:
+        problem = unit_word_problem(word)
+        if problem:
+            raise ValueError(f"{word!r} cannot be one word of kubelet.service's ExecStart: {problem}")
+    return words
+
+
 def render_kubelet_unit(settings: Settings, node: NodeSettings) -> str:
     reservations = node.reservations
-    flags = " \\\n  ".join([paths.KUBELET_BINARY, *kubelet_flags(settings, node)])
+    flags = " \\\n  ".join(exec_words([paths.KUBELET_BINARY, *kubelet_flags(settings, node)]))
     return (
         GENERATED
         + "[Unit]\n"
@@ -32,8 +42,10 @@ def render_kubelet_unit(settings: Settings, node: NodeSettings) -> str:
         f"Slice={reservations.kube_reserved_slice}\n"
         # The helper looks at the node's cgroup version at every start: /sys/fs/cgroup is
         # rebuilt at boot, and the same unit serves v1 and v2 nodes.
-        f"ExecStartPre={paths.CGROUP_HELPER} "
-        f"{reservations.kube_reserved_slice} {reservations.system_reserved_slice}\n"
+        "ExecStartPre="
+        + " ".join(exec_words([paths.CGROUP_HELPER, reservations.kube_reserved_slice,
+                               reservations.system_reserved_slice]))
+        + "\n"
         f"ExecStart={flags}\n"
         "Restart=always\n"
         "RestartSec=5\n"

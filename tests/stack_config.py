@@ -22,6 +22,9 @@ from components.settings import CONFIG_NAMESPACE
 
 REPO = Path(__file__).resolve().parent.parent
 HOMELAB_STACK = REPO / "Pulumi.homelab.yaml"
+# Made-up host keys of the homelab stack's nodes in OpenSSH's known_hosts format (one hashed), for
+# tests that run the program: it refuses nodes whose host key it cannot verify.
+HOMELAB_KNOWN_HOSTS = REPO / "tests" / "data" / "homelab.known_hosts"
 
 
 def load_stack_config(path: str | Path) -> dict[str, Any]:
@@ -48,3 +51,12 @@ def _homelab() -> dict[str, Any]:
 def homelab_config() -> dict[str, Any]:
     """The homelab stack's config; a fresh deep copy each call, so tests may mutate it."""
     return copy.deepcopy(_homelab())
+
+
+def homelab_known_host(name: str) -> str:
+    """The `TYPE BASE64` key tests/data/homelab.known_hosts holds for node `name`."""
+    from components.settings import known_host_keys
+
+    keys = known_host_keys(HOMELAB_KNOWN_HOSTS.read_text(), name, 22)
+    assert len(keys) == 1, (name, keys)
+    return keys[0]

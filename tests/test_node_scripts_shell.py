@@ -357,13 +357,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
     running.stop()
 
 
-def run_install(tmp_path: Path, server: Server, binary: Path) -> subprocess.CompletedProcess[str]:
+def run_install(tmp_path: Path, server: Server, binary: Path, pinned: str = "") -> subprocess.CompletedProcess[str]:
     _, node = stack("homelab")
     script = node_scripts.render_script(
         "install kubelet",
         node,
-        {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "KUBELET_BINARY": str(binary),
-         **state_vars(tmp_path, "install-kubelet")},
+        {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "PINNED_SHA256": pinned,
+         "KUBELET_BINARY": str(binary), **state_vars(tmp_path, "install-kubelet")},
         "install-kubelet.sh", "hold.sh",  # as the step renders it: the holder count follows the body
     )
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
@@ -417,6 +417,30 @@ def test_install_kubelet_downloads_once_and_verifies(tmp_path: Path, server: Ser
     assert wait_for_log(server, 5)[3:] == [f"{base}.sha256", base]
 
 
+def test_install_kubelet_with_a_pinned_digest_trusts_the_pin_not_the_mirror(tmp_path: Path, server: Server) -> None:
+    bin_dir = tmp_path / "usr-bin"
+    bin_dir.mkdir()
+    binary = bin_dir / "kubelet"
+    base = f"/{VERSION}/bin/linux/amd64/kubelet"
+    pinned = hashlib.sha256(FAKE_KUBELET).hexdigest()
+
+    first = run_install(tmp_path, server, binary, pinned)
+    assert first.returncode == 0, first.stderr
+    assert binary.read_bytes() == FAKE_KUBELET
+    assert wait_for_log(server, 1) == [base]  # the mirror's kubelet.sha256 is not even fetched
+
+    # Whoever controls a plain-http mirror replaces the binary and its .sha256 together.
+    served = server.root / VERSION / "bin" / "linux" / "amd64"
+    (served / "kubelet").write_bytes(b"#!/bin/sh\necho not the kubelet\n")
+    (served / "kubelet.sha256").write_text(hashlib.sha256((served / "kubelet").read_bytes()).hexdigest())
+    binary.unlink()
+    second = run_install(tmp_path, server, binary, pinned)
+    assert second.returncode == 1
+    assert f"sha256 mismatch for {server.url}{base}: expected {pinned}" in second.stderr
+    assert not binary.exists()
+    assert leftovers(bin_dir) == []
+
+
 def test_install_kubelet_unreachable_server_fails_clearly(tmp_path: Path) -> None:
     _, node = stack("homelab")
     binary = tmp_path / "kubelet"
@@ -424,7 +448,7 @@ def test_install_kubelet_unreachable_server_fails_clearly(tmp_path: Path) -> Non
         "install kubelet",
         node,
         {"DOWNLOAD_BASE_URL": f"http://127.0.0.1:{_free_port()}", "KUBELET_VERSION": VERSION, "ARCH": "amd64",
-         "KUBELET_BINARY": str(binary)},
+         "PINNED_SHA256": "", "KUBELET_BINARY": str(binary)},
         "install-kubelet.sh",
     )
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
@@ -577,7 +601,17 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
 def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) -> None:
     # Plant one failure per check that can fail on any machine, and expect every one reported.
     settings, node = stack("homelab")
+    # A stand-in slice: enough '..' to reach / from /sys/fs/cgroup (v2) and /sys/fs/cgroup/memory (v1).
+    slice_dir = tmp_path / "slice"
+    slice_dir.mkdir()
+    for file_name, amount in (("memory.current", 2 * 2**30), ("memory.usage_in_bytes", 2 * 2**30), ("pids.current", 500)):
+        (slice_dir / file_name).write_text(f"{amount}\n")
+    fake_slice = "../../../../.." + str(slice_dir)
     planted = {
+        "SYSTEM_SLICE": (fake_slice, "systemReserved memory (256Mi) is below what"),
+        "KUBE_SLICE": (fake_slice, "kubeReserved memory (1024Mi) is below what"),
+        "SYSTEM_RESERVED_PIDS": ("50", "systemReserved pid (50) leaves less than 100 tasks free"),
+        "KUBE_RESERVED_PIDS": ("600", "kubeReserved pid (600) leaves less than 100 tasks free"),
         "EXPECTED_ARCH": ("no-such-arch", "preflight: arch: the node is"),
         "RUNTIME_SOCKET": (str(tmp_path / "no.sock"), f"container runtime socket {tmp_path / 'no.sock'} is missing"),
         "HOSTNAME_CHECK": ("fail", "(kubelet.hostnameCheck: fail)"),

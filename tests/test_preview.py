@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from tests.stack_config import HOMELAB_KNOWN_HOSTS
 from tests.workspace import copy_project, project_stack
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
@@ -28,7 +29,10 @@ PER_NODE = {
 
 def homelab_stack(tmp_path: Path) -> auto.Stack:
     project = copy_project(tmp_path / "project", ("Pulumi.homelab.yaml",))
-    return project_stack(project, "homelab", tmp_path / "state", "preview-test")
+    stack = project_stack(project, "homelab", tmp_path / "state", "preview-test")
+    # The program verifies host keys; the homelab stack takes them from ~/.ssh/known_hosts.
+    stack.set_config("ssh.knownHostsFile", auto.ConfigValue(str(HOMELAB_KNOWN_HOSTS)), path=True)
+    return stack
 
 
 @pytest.mark.toolchain

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import bundle, node_scripts
 from tests.pulumi_harness import ProgramRun, ProviderMocks, is_secret_input, run_program, unwrap
-from tests.stack_config import homelab_config
+from tests.stack_config import HOMELAB_KNOWN_HOSTS, homelab_config, homelab_known_host
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 # Written out, not imported: a step's name is part of its URN, so renaming one makes Pulumi create
@@ -33,6 +33,7 @@ HOMELAB_SECRETS = {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-s
 def homelab_with_key() -> dict[str, Any]:
     config = homelab_config()
     config["ssh"] = {key: value for key, value in config["ssh"].items() if key != "agent"}
+    config["ssh"]["knownHostsFile"] = str(HOMELAB_KNOWN_HOSTS)
     return config
 
 
@@ -363,3 +364,53 @@ def test_keys_of_other_namespaces_are_left_alone() -> None:
     run = run_program(homelab_with_key(), HOMELAB_SECRETS,
                       extra_config={"command:someSetting": "x", "tls:proxy": '{"fromEnv": true}'})
     assert len(run.resources(COMMAND)) == 4 * len(NODES)
+
+
+# --- SSH host keys ------------------------------------------------------------------------------
+
+
+def test_host_keys_come_from_the_known_hosts_file(homelab: ProgramRun) -> None:
+    for node in NODES:
+        for step in STEPS:
+            connection = unwrap(homelab.resource(f"{node}-{step}").inputs["connection"])
+            assert connection["hostKey"] == homelab_known_host(node), (node, step)
+
+
+def test_a_pinned_host_key_wins_over_known_hosts() -> None:
+    config = homelab_with_key()
+    pinned = homelab_known_host("k8s-master")
+    config["nodes"][1]["hostKey"] = pinned
+    run = run_program(config, HOMELAB_SECRETS)
+    assert unwrap(run.resource("k8s-node1-preflight").inputs["connection"])["hostKey"] == pinned
+
+
+def test_a_node_without_a_known_host_key_is_refused_before_any_resource(tmp_path: Any) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(HOMELAB_KNOWN_HOSTS.read_text().replace("k8s-node1 ", "k8s-other "))
+    config = homelab_with_key()
+    config["ssh"]["knownHostsFile"] = str(known_hosts)
+    message, mocks = failed_run(config, HOMELAB_SECRETS, {})
+    assert "nodes[1].hostKey: no host key for k8s-node1 (k8s-node1)" in message
+    assert "nodes[0]" not in message and "nodes[2]" not in message
+    assert mocks.resources == []
+
+
+def test_a_missing_known_hosts_file_is_named(tmp_path: Any) -> None:
+    config = homelab_with_key()
+    config["ssh"]["knownHostsFile"] = str(tmp_path / "nowhere")
+    message, mocks = failed_run(config, HOMELAB_SECRETS, {})
+    assert f"ssh.knownHostsFile {str(tmp_path / 'nowhere')!r}: the file does not exist" in message
+    assert mocks.resources == []
+
+
+def test_insecure_ignore_host_key_dials_without_a_key_and_warns(tmp_path: Any, monkeypatch: Any) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    config = homelab_with_key()
+    config["ssh"].update(knownHostsFile=str(tmp_path / "empty"), insecureIgnoreHostKey=True)
+    config["nodes"][2]["hostKey"] = homelab_known_host("k8s-node2")
+    run = run_program(config, HOMELAB_SECRETS)
+    keys = {node: unwrap(run.resource(f"{node}-preflight").inputs["connection"]).get("hostKey") for node in NODES}
+    assert keys == {"k8s-master": None, "k8s-node1": None, "k8s-node2": homelab_known_host("k8s-node2")}
+    assert len(warnings) == 2 and all("is NOT verified" in warning for warning in warnings), warnings
+    assert "nodes[0] (k8s-master)" in warnings[0] and "nodes[1] (k8s-node1)" in warnings[1]

@@ -681,3 +681,49 @@ def test_scripts_are_header_lib_and_bodies(stack_name: str) -> None:
     for name, script in scripts.items():
         bodies = [(node_scripts.SCRIPTS_DIR / body).read_text().rstrip("\n") for body in SCRIPT_BODIES[name]]
         assert script == script_header(script) + "\n".join([LIB_TEXT, *bodies, node_scripts.SCRIPT_END]) + "\n", name
+
+
+# --- flags that extraArgs may not set (components/kubelet_flags.py) -------------------------------
+
+
+def _field_paths(config: dict[str, Any], prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key in ("authentication", "authorization", "anonymous", "webhook", "x509"):
+            found |= _field_paths(value, path + ".")
+        else:
+            found.add(path)
+    return found
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_every_rendered_field_has_its_overriding_flag_refused(stack_name: str) -> None:
+    from components.kubelet_config import kubelet_configuration, kubelet_flags
+    from components.kubelet_flags import COMMAND_LINE_FLAGS, CONFIG_FIELD_FLAGS, refusal
+
+    settings, node = stack(stack_name)
+    fields = _field_paths(kubelet_configuration(settings, node)) - {"kind", "apiVersion"}
+    assert fields <= set(CONFIG_FIELD_FLAGS), sorted(fields - set(CONFIG_FIELD_FLAGS))
+    written = {flag.removeprefix("--").split("=", 1)[0] for flag in kubelet_flags(settings, node)}
+    written -= set(node.extra_args)
+    assert written <= COMMAND_LINE_FLAGS, written - COMMAND_LINE_FLAGS
+    for flag in [*CONFIG_FIELD_FLAGS.values(), *COMMAND_LINE_FLAGS]:
+        assert refusal(flag) is not None, flag
+
+
+def test_unit_words_are_checked_when_rendered() -> None:
+    settings, node = stack("variant")
+    smuggled = node.model_copy(update={"extra_args": {"max-pods": "50\nExecStartPost=/bin/sh"}})
+    with pytest.raises(ValueError, match=r"cannot be one word of kubelet\.service's ExecStart"):
+        systemd.render_kubelet_unit(settings, smuggled)
+
+
+def test_install_step_carries_the_pinned_digest_of_its_arch_and_version() -> None:
+    raw = homelab_config()
+    raw["kubernetes"]["kubeletSha256"] = {"arm64": {"v1.30.1": "ab" * 32, "v1.30.2": "cd" * 32}}
+    settings = parse_settings(raw)
+    script = node_scripts.install_kubelet(settings, settings.node(NODE)).create_script
+    assert f"PINNED_SHA256={'ab' * 32}\n" in script
+    settings, node = stack("homelab")
+    assert "PINNED_SHA256=''\n" in node_scripts.install_kubelet(settings, node).create_script

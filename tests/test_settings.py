@@ -12,19 +12,36 @@ Cases that once exposed bugs in components/settings.py stay here as regression t
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import random
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from components.settings import Settings, SettingsError, _pod_cidr_overlaps, parse_settings
-from tests.stack_config import homelab_config, load_stack_config
+from components.settings import (
+    Settings,
+    SettingsError,
+    _pod_cidr_overlaps,
+    go_duration_ns,
+    known_host_keys,
+    parse_settings,
+    resolve_host_keys,
+)
+from tests.stack_config import REPO, homelab_config, load_stack_config
 
 Raw = dict[str, Any]
+# A real ed25519 public key (made up for these tests).
+ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
 
 def _problems(error: SettingsError) -> list[str]:
@@ -339,7 +356,199 @@ BAD_CASES: dict[str, Bad] = {
         _node(1, "hostKey", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"), "nodes[1].hostKey", "pin the node's ed25519"
     ),
     "pid reservation 1.5": Bad(_reserved("systemReserved", "pid", 1.5), "reservations.systemReserved.pid", "1.5"),
+    # --- issue 12: injection into kubelet.service and flags that bypass typed settings ---
+    "extraArgs value with a newline": Bad(
+        _node(1, "extraArgs", {"max-pods": "50\nExecStartPost=/bin/sh -c id"}), "nodes[1].extraArgs", "'50\\nExecStartPost"
+    ),
+    "extraArgs value with a trailing backslash": Bad(
+        _node(1, "extraArgs", {"max-pods": "50\\"}), "nodes[1].extraArgs", "'50\\\\'"
+    ),
+    "extraArgs value smuggling a flag": Bad(
+        _node(1, "extraArgs", {"max-pods": "50 --authorization-mode=AlwaysAllow"}),
+        "nodes[1].extraArgs", "'50 --authorization-mode=AlwaysAllow'",
+    ),
+    "extraArgs value with a tab": Bad(_node(1, "extraArgs", {"node-ip": "10.0.0.1\t--v=9"}), "nodes[1].extraArgs", "'10.0.0.1\\t--v=9'"),
+    "extraArgs value with %": Bad(_node(1, "extraArgs", {"provider-id": "%n"}), "nodes[1].extraArgs", "'%n'"),
+    "extraArgs value with $": Bad(_node(1, "extraArgs", {"provider-id": "$MAINPID"}), "nodes[1].extraArgs", "'$MAINPID'"),
+    "extraArgs value with a double quote": Bad(_node(1, "extraArgs", {"provider-id": 'a"b'}), "nodes[1].extraArgs", "'a\"b'"),
+    "extraArgs value with a single quote": Bad(_node(1, "extraArgs", {"provider-id": "a'b"}), "nodes[1].extraArgs", "a'b"),
+    "extraArgs authorization-mode": Bad(
+        _node(1, "extraArgs", {"authorization-mode": "AlwaysAllow"}), "nodes[1].extraArgs", "'authorization-mode'"
+    ),
+    "extraArgs anonymous-auth": Bad(_node(1, "extraArgs", {"anonymous-auth": "true"}), "nodes[1].extraArgs", "'anonymous-auth'"),
+    "extraArgs read-only-port": Bad(_node(1, "extraArgs", {"read-only-port": "10255"}), "nodes[1].extraArgs", "'read-only-port'"),
+    "extraArgs authentication-token-webhook": Bad(
+        _node(1, "extraArgs", {"authentication-token-webhook": "false"}), "nodes[1].extraArgs",
+        "'authentication-token-webhook'",
+    ),
+    "extraArgs client-ca-file": Bad(
+        _node(1, "extraArgs", {"client-ca-file": "/tmp/ca.pem"}), "nodes[1].extraArgs", "'client-ca-file'"
+    ),
+    "extraArgs tls-min-version": Bad(_node(1, "extraArgs", {"tls-min-version": "VersionTLS10"}), "nodes[1].extraArgs", "'tls-min-version'"),
+    "extraArgs tls-cipher-suites": Bad(
+        _node(1, "extraArgs", {"tls-cipher-suites": "TLS_RSA_WITH_RC4_128_SHA"}), "nodes[1].extraArgs", "'tls-cipher-suites'"
+    ),
+    "extraArgs kube-reserved-cgroup (a typed setting)": Bad(
+        _node(1, "extraArgs", {"kube-reserved-cgroup": "/missing.slice"}), "nodes[1].extraArgs", "'kube-reserved-cgroup'"
+    ),
+    "extraArgs pod-manifest-path (a typed setting)": Bad(
+        _node(1, "extraArgs", {"pod-manifest-path": "/tmp"}), "nodes[1].extraArgs", "'pod-manifest-path'"
+    ),
+    "extraArgs register-with-taints (a typed setting)": Bad(
+        _node(1, "extraArgs", {"register-with-taints": "a=b:NoSchedule"}), "nodes[1].extraArgs", "'register-with-taints'"
+    ),
+    "extraArgs bootstrap-kubeconfig": Bad(
+        _node(1, "extraArgs", {"bootstrap-kubeconfig": "/tmp/kc"}), "nodes[1].extraArgs", "'bootstrap-kubeconfig'"
+    ),
+    "extraArgs v (set by the program)": Bad(_node(1, "extraArgs", {"v": "9"}), "nodes[1].extraArgs", "'v'"),
+    "extraArgs max-pods not a number": Bad(_node(1, "extraArgs", {"max-pods": "lots"}), "nodes[1].extraArgs", "'lots'"),
+    # --- host keys ---
+    "hostKey with a comment after it": Bad(
+        _node(1, "hostKey", f"{ED25519_KEY} root@k8s-node1"), "nodes[1].hostKey", "root@k8s-node1"
+    ),
+    "hostKey truncated": Bad(_node(1, "hostKey", ED25519_KEY[:-8]), "nodes[1].hostKey", ED25519_KEY[:40]),
+    "hostKey of another type than it says": Bad(
+        _node(1, "hostKey", "ecdsa-sha2-nistp256 " + ED25519_KEY.split()[1]), "nodes[1].hostKey", "'ecdsa-sha2-nistp256"
+    ),
+    "hostKey not base64": Bad(_node(1, "hostKey", "ssh-ed25519 not*base64"), "nodes[1].hostKey", "'ssh-ed25519 not*base64'"),
+    "hostKey unknown type": Bad(_node(1, "hostKey", "ssh-dss AAAAB3NzaC1kc3M="), "nodes[1].hostKey", "'ssh-dss AAAAB3NzaC1kc3M='"),
+    "hostKey with a newline": Bad(_node(1, "hostKey", ED25519_KEY + "\n"), "nodes[1].hostKey", ED25519_KEY[:40]),
+    # --- kubelet digests ---
+    "http mirror without a pinned digest": Bad(
+        _section("kubernetes", "downloadBaseUrl", "http://mirror.lan:8080"),
+        "kubernetes.kubeletSha256.arm64.v1.30.1", "'http://mirror.lan:8080'",
+    ),
+    "kubeletSha256 not hex": Bad(
+        _section("kubernetes", "kubeletSha256", {"arm64": {"v1.30.1": "XYZ"}}), "kubernetes.kubeletSha256.arm64.v1.30.1", "'XYZ'"
+    ),
+    "kubeletSha256 for other versions only": Bad(
+        _section("kubernetes", "kubeletSha256", {"arm64": {"v1.30.0": "a" * 64}}),
+        "kubernetes.kubeletSha256.arm64.v1.30.1", "not v1.30.1",
+    ),
+    "kubeletSha256 unknown arch": Bad(
+        _section("kubernetes", "kubeletSha256", {"x86_64": {"v1.30.1": "a" * 64}}), "kubernetes.kubeletSha256.x86_64", "'x86_64'"
+    ),
+    # --- values the real components reject or misread ---
+    "label key with an empty prefix": Bad(_node(1, "labels", {"/role": "worker"}), "nodes[1].labels", "'/role'"),
+    "label name of 64 characters": Bad(_node(1, "labels", {"n" * 64: "x"}), "nodes[1].labels", "'" + "n" * 64 + "'"),
+    "label prefix of 254 characters": Bad(
+        _node(1, "labels", {("a" * 62 + ".") * 4 + "ab/x": ""}), "nodes[1].labels", "bad prefix"
+    ),
+    "taint key with an empty prefix": Bad(
+        _node(1, "taints", [{"key": "/dedicated", "effect": "NoSchedule"}]), "nodes[1].taints[0].key", "'/dedicated'"
+    ),
+    "taint value of 64 characters": Bad(
+        _node(1, "taints", [{"key": "a", "value": "v" * 64, "effect": "NoSchedule"}]), "nodes[1].taints[0].value", "'" + "v" * 64
+    ),
+    "duplicate taints": Bad(
+        _node(1, "taints", [{"key": "dedicated", "value": "a", "effect": "NoSchedule"},
+                            {"key": "dedicated", "value": "b", "effect": "NoSchedule"}]),
+        "nodes[1].taints", "'dedicated' and effect 'NoSchedule'",
+    ),
+    "node name longer than the CN allows": Bad(_node(1, "name", "n" * 53), "nodes[1].name", "'" + "n" * 53 + "'"),
+    "runtimeRequestTimeout 1m30": Bad(_section("kubelet", "runtimeRequestTimeout", "1m30"), "kubelet.runtimeRequestTimeout", "'1m30'"),
+    "runtimeRequestTimeout 0s": Bad(_section("kubelet", "runtimeRequestTimeout", "0s"), "kubelet.runtimeRequestTimeout", "'0s'"),
+    "runtimeRequestTimeout 0": Bad(_section("kubelet", "runtimeRequestTimeout", "0"), "kubelet.runtimeRequestTimeout", "'0'"),
+    "runtimeRequestTimeout negative": Bad(_section("kubelet", "runtimeRequestTimeout", "-5m"), "kubelet.runtimeRequestTimeout", "'-5m'"),
+    "runtimeRequestTimeout overflow": Bad(
+        _section("kubelet", "runtimeRequestTimeout", "9999999h"), "kubelet.runtimeRequestTimeout", "'9999999h'"
+    ),
+    "runtimeRequestTimeout unknown unit": Bad(_section("kubelet", "runtimeRequestTimeout", "15min"), "kubelet.runtimeRequestTimeout", "'15min'"),
+    "eviction threshold 0": Bad(
+        _section("reservations", "evictionHard", {"memory.available": "0"}), "reservations.evictionHard", "'0'"
+    ),
+    "eviction threshold 0%": Bad(
+        _section("reservations", "evictionHard", {"nodefs.available": "0%"}), "reservations.evictionHard", "'0%'"
+    ),
+    "eviction threshold 0Mi": Bad(
+        _section("reservations", "evictionHard", {"memory.available": "0Mi"}), "reservations.evictionHard", "'0Mi'"
+    ),
+    "eviction threshold 150%": Bad(
+        _section("reservations", "evictionHard", {"memory.available": "150%"}), "reservations.evictionHard", "'150%'"
+    ),
+    "systemCgroups /": Bad(_section("kubelet", "systemCgroups", "/"), "kubelet.systemCgroups", "'/'"),
+    "healthzPort = the kubelet's port": Bad(_section("kubelet", "healthzPort", 10250), "kubelet.healthzPort", "10250"),
+    "healthzPort = extraArgs port": Bad(
+        lambda raw: (raw["kubelet"].__setitem__("healthzPort", 10300), raw["nodes"][1].__setitem__("extraArgs", {"port": "10300"})),
+        "kubelet.healthzPort", "10300",
+    ),
+    "healthzPort = the read-only port when permissive": Bad(
+        lambda raw: raw["kubelet"].update(healthzPort=10255, authMode="permissive"), "kubelet.healthzPort", "10255"
+    ),
+    "kubeReservedCgroup nested (a '-' in it)": Bad(
+        _section("reservations", "kubeReservedCgroup", "/kube-reserved.slice"),
+        "reservations.kubeReservedCgroup", "'/kube-reserved.slice'",
+    ),
+    "kubeReservedCgroup not a slice": Bad(
+        _section("reservations", "kubeReservedCgroup", "/kube"), "reservations.kubeReservedCgroup", "'/kube'"
+    ),
+    "systemReservedCgroup /user.slice": Bad(
+        _section("reservations", "systemReservedCgroup", "/user.slice"), "reservations.systemReservedCgroup", "'/user.slice'"
+    ),
+    "kubeReservedCgroup /kubepods.slice": Bad(
+        _section("reservations", "kubeReservedCgroup", "/kubepods.slice"), "reservations.kubeReservedCgroup", "'/kubepods.slice'"
+    ),
+    "kubeReservedCgroup /machine.slice": Bad(
+        _section("reservations", "kubeReservedCgroup", "/machine.slice"), "reservations.kubeReservedCgroup", "'/machine.slice'"
+    ),
+    "systemReservedCgroup /init.scope": Bad(
+        _section("reservations", "systemReservedCgroup", "/init.scope"), "reservations.systemReservedCgroup", "'/init.scope'"
+    ),
+    "both reserved cgroups the same slice": Bad(
+        _section("reservations", "kubeReservedCgroup", "/system.slice"), "reservations.kubeReservedCgroup", "'/system.slice'"
+    ),
+    "staticPodPath /tmp": Bad(_section("kubelet", "staticPodPath", "/tmp"), "kubelet.staticPodPath", "'/tmp'"),
+    "staticPodPath /etc": Bad(_section("kubelet", "staticPodPath", "/etc"), "kubelet.staticPodPath", "'/etc'"),
+    "staticPodPath /var/lib/kubelet": Bad(
+        _section("kubelet", "staticPodPath", "/var/lib/kubelet"), "kubelet.staticPodPath", "'/var/lib/kubelet'"
+    ),
+    "staticPodPath below /var/lib/kubelet": Bad(
+        _section("kubelet", "staticPodPath", "/var/lib/kubelet/pods"), "kubelet.staticPodPath", "'/var/lib/kubelet/pods'"
+    ),
+    "staticPodPath not normalised": Bad(
+        _section("kubelet", "staticPodPath", "/etc/kubelet.d/../"), "kubelet.staticPodPath", "'/etc/kubelet.d/../'"
+    ),
+    "podCIDR /32": Bad(_node(1, "podCIDR", "10.200.1.0/32"), "nodes[1].podCIDR", "'10.200.1.0/32'"),
+    "podCIDR smaller than max-pods": Bad(_node(1, "podCIDR", "10.200.1.0/26"), "nodes[1].podCIDR", "'10.200.1.0/26'"),
+    "clusterDNS inside a pod CIDR": Bad(
+        _section("kubernetes", "clusterDNS", ["10.200.1.10"]), "kubernetes.clusterDNS[0]", "'10.200.1.10'"
+    ),
+    "clusterDNS of another IP family": Bad(
+        _section("kubernetes", "clusterDNS", ["fd00::10"]), "kubernetes.clusterDNS[0]", "'fd00::10'"
+    ),
+    "apiServer port 0": Bad(_section("kubernetes", "apiServer", "https://k8s-master:0"), "kubernetes.apiServer", "'https://k8s-master:0'"),
+    "apiServer port 70000": Bad(
+        _section("kubernetes", "apiServer", "https://k8s-master:70000"), "kubernetes.apiServer", "'https://k8s-master:70000'"
+    ),
+    "apiServer host with bad characters": Bad(
+        _section("kubernetes", "apiServer", "https://k8s_master!:6443"), "kubernetes.apiServer", "'https://k8s_master!:6443'"
+    ),
+    "apiServer IPv6 without brackets": Bad(
+        _section("kubernetes", "apiServer", "https://fd00::1:6443"), "kubernetes.apiServer", "'https://fd00::1:6443'"
+    ),
+    "apiServer with a path": Bad(
+        _section("kubernetes", "apiServer", "https://k8s-master:6443/api"), "kubernetes.apiServer", "'https://k8s-master:6443/api'"
+    ),
+    "downloadBaseUrl with a bad port": Bad(
+        _section("kubernetes", "downloadBaseUrl", "https://dl.k8s.io:99999"), "kubernetes.downloadBaseUrl", "'https://dl.k8s.io:99999'"
+    ),
+    "version with leading zeros": Bad(_section("kubernetes", "version", "v1.030.1"), "kubernetes.version", "'v1.030.1'"),
+    "ssh user of 33 characters": Bad(_section("ssh", "user", "u" * 33), "ssh.user", "'" + "u" * 33 + "'"),
+    "node user with a $": Bad(_node(1, "user", "kube$"), "nodes[1].user", "'kube$'"),
+    "country of three letters": Bad(
+        lambda raw: raw["pki"]["subject"].__setitem__("country", "JPN"), "pki.subject.country", "'JPN'"
+    ),
+    "country lowercase": Bad(lambda raw: raw["pki"]["subject"].__setitem__("country", "jp"), "pki.subject.country", "'jp'"),
+    "organizationalUnit of 65 characters": Bad(
+        lambda raw: raw["pki"]["subject"].__setitem__("organizationalUnit", "o" * 65), "pki.subject.organizationalUnit",
+        "'" + "o" * 65 + "'",
+    ),
+    "caCommonName of 65 characters": Bad(_section("pki", "caCommonName", "c" * 65), "pki.caCommonName", "'" + "c" * 65 + "'"),
+    "locality with a newline": Bad(
+        lambda raw: raw["pki"]["subject"].__setitem__("locality", "Tokyo\nCN=evil"), "pki.subject.locality", "'Tokyo\\nCN=evil'"
+    ),
 }
+FIRST_ISSUE_12_CASE = "extraArgs value with a newline"
 
 
 @pytest.mark.parametrize("case", BAD_CASES.values(), ids=list(BAD_CASES))
@@ -358,6 +567,11 @@ def test_bad_input_names_the_key_path_and_the_value(case: Bad) -> None:
 def test_at_least_25_distinct_bad_cases() -> None:
     assert len(BAD_CASES) >= 25
     assert len({case.path for case in BAD_CASES.values()}) >= 25
+
+
+def test_at_least_60_cases_of_what_the_real_components_reject_or_misread() -> None:
+    names = list(BAD_CASES)
+    assert len(names[names.index(FIRST_ISSUE_12_CASE):]) >= 60
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -489,9 +703,193 @@ def test_quantity_with_trailing_newline_is_rejected() -> None:
     assert any(problem.startswith("reservations.systemReserved.memory: ") for problem in _errors(raw))
 
 
+def _openssh_public_key(private: Any) -> str:
+    return str(private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode())
+
+
 def test_ed25519_and_ecdsa_host_keys_can_be_pinned() -> None:
-    for key in ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-                "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY="):
+    keys = [ED25519_KEY] + [
+        _openssh_public_key(ec.generate_private_key(curve)) for curve in (ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1())
+    ]
+    for key in keys:
         raw = homelab_config()
         raw["nodes"][1]["hostKey"] = key
         assert _parse(raw).node("k8s-node1").host_key == key
+
+
+def test_a_truncated_ecdsa_host_key_is_refused() -> None:
+    # The kind of key this file once accepted: the type and curve, but no point.
+    raw = homelab_config()
+    raw["nodes"][1]["hostKey"] = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY="
+    assert any(problem.startswith("nodes[1].hostKey: ") and "not a whole" in problem for problem in _errors(raw))
+
+
+# --- issue 12: accepted edges ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["https://[fd00::1]:6443", "https://[fd00::1]", "https://10.0.0.1:6443/",
+                                 "https://k8s-master"])
+def test_api_server_urls_that_are_valid(url: str) -> None:
+    raw = homelab_config()
+    raw["kubernetes"]["apiServer"] = url
+    assert _parse(raw).kubernetes.api_server == url.rstrip("/")
+
+
+def test_ipv6_cluster_with_ipv6_dns() -> None:
+    raw = homelab_config()
+    raw["kubernetes"].update(apiServer="https://[fd00::1]:6443", clusterDNS=["fd00:10::a"])
+    for index, node in enumerate(raw["nodes"]):
+        node["podCIDR"] = f"fd00:200:{index}::/64"
+    settings = _parse(raw)
+    assert settings.kubernetes.cluster_dns == ("fd00:10::a",)
+
+
+@pytest.mark.parametrize(("text", "nanoseconds"), [
+    ("1m30s", 90 * 10**9), ("15m", 900 * 10**9), ("1.5h", 5400 * 10**9), ("500ms", 5 * 10**8), (".5s", 5 * 10**8),
+    ("1h2m3s4ms5us6ns", 3723004005006), ("2562047h", 2562047 * 3600 * 10**9),
+])
+def test_go_durations(text: str, nanoseconds: int) -> None:
+    assert go_duration_ns(text) == nanoseconds
+    raw = homelab_config()
+    raw["kubelet"]["runtimeRequestTimeout"] = text
+    assert _parse(raw).kubelet.runtime_request_timeout == text
+
+
+@pytest.mark.parametrize("text", ["1m30", "1.s.", "s", "", "1 m", "2562048h", "1d"])
+def test_what_go_refuses_as_a_duration(text: str) -> None:
+    with pytest.raises(ValueError):
+        go_duration_ns(text)
+
+
+def test_a_63_character_label_name_and_a_253_character_prefix() -> None:
+    prefix = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(prefix) == 253
+    raw = homelab_config()
+    raw["nodes"][1]["labels"] = {"n" * 63: "v" * 63, f"{prefix}/x": ""}
+    raw["nodes"][1]["taints"] = [{"key": "n" * 63, "effect": "NoSchedule"}, {"key": "n" * 63, "effect": "NoExecute"}]
+    node = _parse(raw).node("k8s-node1")
+    assert "n" * 63 in node.labels and len(node.taints) == 2
+
+
+def test_a_52_character_node_name_fits_the_certificate() -> None:
+    raw = homelab_config()
+    raw["nodes"][1]["name"] = "n" * 52
+    node = _parse(raw).nodes[1]
+    assert len(node.cert_common_name) == 64
+
+
+@pytest.mark.parametrize("threshold", ["99.9%", "0.5%", "1", "100Mi"])
+def test_eviction_thresholds_the_kubelet_takes(threshold: str) -> None:
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.available": threshold}
+    assert _parse(raw).reservations.eviction_hard == {"memory.available": threshold}
+
+
+def test_a_pinned_digest_allows_a_plain_http_mirror() -> None:
+    raw = homelab_config()
+    raw["kubernetes"].update(downloadBaseUrl="http://10.0.2.2:18080", kubeletSha256={"arm64": {"v1.30.1": "ab" * 32}})
+    settings = _parse(raw)
+    assert settings.kubernetes.pinned_sha256("arm64") == "ab" * 32
+    assert settings.kubernetes.pinned_sha256("amd64") is None
+
+
+def test_extra_args_the_kubelet_takes_pass_verbatim() -> None:
+    raw = homelab_config()
+    args = {"max-pods": "50", "eviction-soft": "memory.available<200Mi", "feature-gates": "A=true,B=false",
+            "node-ip": "fd00::11", "image-service-endpoint": "unix:///run/x.sock", "provider-id": ""}
+    raw["nodes"][1]["extraArgs"] = args
+    raw["nodes"][1]["podCIDR"] = "10.200.1.0/26"  # 61 addresses: enough for max-pods 50
+    assert _parse(raw).node("k8s-node1").extra_args == args
+
+
+def test_staticpodpath_of_its_own_and_systemcgroups_unset() -> None:
+    raw = homelab_config()
+    raw["kubelet"].update(staticPodPath="/etc/kubernetes/manifests", systemCgroups="")
+    assert _parse(raw).kubelet.static_pod_path == "/etc/kubernetes/manifests"
+
+
+# --- host keys from known_hosts ----------------------------------------------------------------------
+
+
+def _resolve(raw: Raw, known_hosts: str) -> tuple[Settings, list[str]]:
+    return resolve_host_keys(_parse(raw), lambda path: known_hosts)
+
+
+def test_known_hosts_plain_hashed_ports_patterns_and_markers() -> None:
+    key = {name: _openssh_public_key(ed25519.Ed25519PrivateKey.generate()) for name in ("a", "b", "c", "d", "e")}
+    salt = b"0123456789abcdefghij"
+    hashed = base64.b64encode(hmac.new(salt, b"[k8s-node1]:2222", hashlib.sha1).digest()).decode()
+    known_hosts = "\n".join([
+        "# comment", "",
+        f"k8s-master,10.0.0.1 {key['a']} root@k8s-master",
+        f"|1|{base64.b64encode(salt).decode()}|{hashed} {key['b']}",
+        f"k8s-node1 {key['e']}",  # port 22: not the node's entry
+        f"@revoked k8s-node2 {key['c']}",
+        f"k8s-node2 {key['c']}",
+        f"k8s-node* {key['d']}",
+        f"!k8s-master,k8s-* {key['e']}",
+        f"@cert-authority * {key['e']}",
+        "garbage line",
+    ])
+    raw = homelab_config()
+    raw["nodes"][1]["port"] = 2222
+    settings, warnings = _resolve(raw, known_hosts)
+    assert [node.host_key for node in settings.nodes] == [key["a"], key["b"], key["d"]]
+    assert warnings == []
+
+
+def test_known_hosts_prefers_ed25519_and_skips_rsa() -> None:
+    ecdsa_key = _openssh_public_key(ec.generate_private_key(ec.SECP256R1()))
+    lines = ["k8s-master ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7", f"k8s-master {ecdsa_key}",
+             f"k8s-node1 {ED25519_KEY}", f"k8s-node1 {ecdsa_key}", f"k8s-node2 {ecdsa_key}"]
+    settings, _ = _resolve(homelab_config(), "\n".join(lines))
+    assert [node.host_key for node in settings.nodes] == [ecdsa_key, ED25519_KEY, ecdsa_key]
+    with pytest.raises(SettingsError) as caught:
+        _resolve(homelab_config(), "k8s-master ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n")
+    problems = _problems(caught.value)
+    assert problems[0].startswith("nodes[0].hostKey: no host key for k8s-master") and "(ssh-rsa)" in problems[0]
+    assert len(problems) == 3
+
+
+def test_hashed_entries_as_ssh_keygen_writes_them(tmp_path: Any) -> None:
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen is not installed")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"k8s-master {ED25519_KEY}\n[k8s-node1]:2222 {ED25519_KEY}\n")
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")
+    keys = [known_host_keys(known.read_text(), host, port) for host, port in
+            (("k8s-master", 22), ("k8s-node1", 2222), ("k8s-node1", 22), ("K8S-MASTER", 22))]
+    assert keys == [[ED25519_KEY], [ED25519_KEY], [], [ED25519_KEY]]
+
+
+def test_no_known_key_is_refused_unless_insecure() -> None:
+    raw = homelab_config()
+    raw["nodes"][0]["hostKey"] = ED25519_KEY
+    with pytest.raises(SettingsError) as caught:
+        _resolve(raw, "")
+    problems = _problems(caught.value)
+    assert [problem.split(":")[0] for problem in problems] == ["nodes[1].hostKey", "nodes[2].hostKey"]
+    assert "ssh.knownHostsFile '~/.ssh/known_hosts': it has no entry for k8s-node1" in problems[0]
+    raw["ssh"]["insecureIgnoreHostKey"] = True
+    settings, warnings = _resolve(raw, "")
+    assert [node.host_key for node in settings.nodes] == [ED25519_KEY, None, None]
+    assert len(warnings) == 2 and "NOT verified" in warnings[0]
+
+
+def test_the_lab_stack_reads_the_known_hosts_the_lab_writes(tmp_path: Any, monkeypatch: Any) -> None:
+    from lab import api as lab_api
+    from lab import paths as lab_paths
+
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path))
+    lab_paths.lab_dir().mkdir(parents=True)
+    nodes = [lab_api.Node(name=name, port=port, pid=0, console_log="", overlay="",
+                          host_keys=[_openssh_public_key(ed25519.Ed25519PrivateKey.generate())])
+             for name, port in lab_paths.NODES]
+    lab_api._write_known_hosts(nodes)
+    raw = load_stack_config(REPO / "Pulumi.lab.yaml")
+    assert raw["ssh"]["knownHostsFile"] == "~/.cache/homelab-kubelet/lab/known_hosts"
+    raw["ssh"]["knownHostsFile"] = str(lab_paths.known_hosts_path())
+    settings, warnings = resolve_host_keys(parse_settings(raw))
+    assert [node.host_key for node in settings.nodes] == [node.host_keys[0] for node in nodes]
+    assert warnings == []

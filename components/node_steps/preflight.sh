@@ -99,6 +99,36 @@ if [ "$ENFORCE_SYSTEM_RESERVED" = true ] && [ "$SYSTEM_RESERVED_MEMORY_BYTES" -g
   error "reservations: systemReserved memory ($((SYSTEM_RESERVED_MEMORY_BYTES / 1048576))Mi) is below what $SYSTEM_SLICE uses now ($((system_usage / 1048576))Mi); the kernel would refuse the limit with 'device or resource busy'; raise reservations.systemReserved.memory"
 fi
 
+# kube.slice holds containerd (and the kubelet): a memory limit below what they use now would
+# be refused by the kernel or starve them; before the first run containerd is still elsewhere.
+# Pid limits: sshd (in system.slice) and containerd must still be able to fork.
+slice_value() { # <v2 file> <v1 controller> <v1 file> <cgroup path>: the value, or empty
+  local file
+  [ -n "$4" ] || return 0
+  case "$cgroups" in
+    v2) file=/sys/fs/cgroup/$4/$1 ;;
+    *) file=/sys/fs/cgroup/$2/$4/$3 ;;
+  esac
+  if [ -r "$file" ]; then cat "$file"; fi
+}
+kube_cgroup=$KUBE_SLICE
+[ -n "$(slice_value memory.current memory memory.usage_in_bytes "$kube_cgroup")" ] ||
+  kube_cgroup=$(systemctl show -P ControlGroup containerd.service 2>/dev/null || true)
+kube_usage=$(slice_value memory.current memory memory.usage_in_bytes "$kube_cgroup")
+if [ "$ENFORCE_KUBE_RESERVED" = true ] && [ "$KUBE_RESERVED_MEMORY_BYTES" -gt 0 ] &&
+  [ "$KUBE_RESERVED_MEMORY_BYTES" -le "${kube_usage:-0}" ]; then
+  error "reservations: kubeReserved memory ($((KUBE_RESERVED_MEMORY_BYTES / 1048576))Mi) is below what $KUBE_SLICE's daemons use now (${kube_cgroup}: $((kube_usage / 1048576))Mi); containerd would be refused or killed; raise reservations.kubeReserved.memory"
+fi
+check_pid_limit() { # <systemReserved|kubeReserved> <cgroup path> <enforced> <limit>
+  local pids
+  pids=$(slice_value pids.current pids pids.current "$2")
+  if [ "$3" = true ] && [ "$4" -gt 0 ] && [ "$4" -le $((${pids:-0} + PID_HEADROOM)) ]; then
+    error "reservations: $1 pid ($4) leaves less than $PID_HEADROOM tasks free in ${2:-its slice} (${pids:-0} run there now); sshd and containerd could no longer fork and lock you out; raise reservations.$1.pid"
+  fi
+}
+check_pid_limit systemReserved "$SYSTEM_SLICE" "$ENFORCE_SYSTEM_RESERVED" "$SYSTEM_RESERVED_PIDS"
+check_pid_limit kubeReserved "$kube_cgroup" "$ENFORCE_KUBE_RESERVED" "$KUBE_RESERVED_PIDS"
+
 # Free space on every filesystem the steps write to, summed per filesystem (WRITE_DIRS, WRITE_KB).
 # A binary that is there and not the project's is copied to the state directory before it is
 # replaced (lib.sh, records).

@@ -106,8 +106,10 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged:
     stack = converged
     unit = "/etc/systemd/system/kubelet.service"
     before = node_ssh("k8s-node2", f"sha256sum {unit}")
-    # A flag overrides the config file: a reserved cgroup that does not exist is fatal.
-    stack.set("nodes[2].extraArgs.kube-reserved-cgroup", "/missing.slice")
+    # An image service endpoint where nothing listens is fatal at start (v1.30 validates the CRI
+    # image API before it runs). Flags that override the rendered configuration, such as
+    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py).
+    stack.set("nodes[2].extraArgs.image-service-endpoint", "unix:///run/homelab-kubelet-missing.sock")
     try:
         message = failed_up(stack)
         # The failed step put the node back as the state still describes it: the previous unit,
@@ -119,8 +121,8 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged:
                                  for n in stack.config_object("nodes")])
     assert "ERROR [k8s-node2]: kubelet" in message
     assert "last lines of journalctl -u kubelet.service" in message
-    assert "Failed to enforce Kube Reserved Cgroup Limits" in message
-    assert "hint: Reserved cgroup" in message
+    assert "validate CRI v1 image API" in message
+    assert "hint: Container runtime socket missing" in message
     assert "rolled back: put back the" in message
     # Node and state agree again, so with the flag gone there is nothing to do.
     assert stack.up().changed() == {}

@@ -10,6 +10,7 @@ LOCK_WAIT_SECONDS=600
 DOWNLOAD_BASE_URL=https://dl.k8s.io
 KUBELET_VERSION=v1.30.1
 ARCH=arm64
+PINNED_SHA256=''
 KUBELET_BINARY=/usr/bin/kubelet
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
@@ -354,13 +355,18 @@ fi
 # Who holds it, for the message above; a full disk must not fail the step here.
 printf '%s (%s) since %s, pid %d\n' "$STEP" "$MODE" "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$$" >"$LOCK_FILE" 2>/dev/null || true
 # Install the kubelet: download it only when the installed binary does not match the
-# published sha256, verify before it replaces anything, and swap it in with a rename. A binary
-# that was there before is kept (lib.sh, records): adopted when it matches, copied when replaced.
+# pinned (kubernetes.kubeletSha256) or else the published sha256, verify before it replaces
+# anything, and swap it in with a rename. A binary that was there before is kept (lib.sh,
+# records): adopted when it matches, copied when replaced.
 
 url="$DOWNLOAD_BASE_URL/$KUBELET_VERSION/bin/linux/$ARCH/kubelet"
-expected=$(curl -fsSL --retry 3 "$url.sha256") || fail "cannot fetch $url.sha256 (is kubernetes.downloadBaseUrl right and reachable from the node?)"
-expected=${expected%% *}
-[[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 does not hold a sha256 digest"
+if [ -n "$PINNED_SHA256" ]; then
+  expected=$PINNED_SHA256
+else
+  expected=$(curl -fsSL --retry 3 "$url.sha256") || fail "cannot fetch $url.sha256 (is kubernetes.downloadBaseUrl right and reachable from the node?)"
+  expected=${expected%% *}
+  [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 does not hold a sha256 digest"
+fi
 
 # No early `exit`: hold.sh follows this body (a create must count itself even when it downloads nothing).
 installed=""

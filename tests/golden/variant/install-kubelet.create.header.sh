@@ -10,5 +10,6 @@ LOCK_WAIT_SECONDS=600
 DOWNLOAD_BASE_URL=https://dl.k8s.io
 KUBELET_VERSION=v1.30.1
 ARCH=arm64
+PINNED_SHA256=''
 KUBELET_BINARY=/usr/bin/kubelet
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
