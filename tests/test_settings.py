@@ -7,7 +7,7 @@ several keys of one section (model validators), `  - <parent>: <leaf>` (for exam
 `pki: earlyRenewalHours (100) must be below ...`). A missing key or an empty list has no value
 to quote; those cases check the path and that the message says what is required.
 
-Cases that once exposed bugs in components/settings.py stay here as regression tests.
+Cases that once exposed bugs in components/settings/ stay here as regression tests.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from components.settings import (
     Settings,
     SettingsError,
-    _pod_cidr_overlaps,
     go_duration_ns,
     known_host_keys,
     parse_settings,
+    pod_cidr_overlaps,
     resolve_host_keys,
 )
 from tests.stack_config import REPO, homelab_config, load_stack_config
@@ -622,14 +622,14 @@ def test_overlap_sweep_finds_exactly_the_overlapping_pairs() -> None:
             for earlier, second in enumerate(cidrs[:later])
             if ipaddress.ip_network(first).overlaps(ipaddress.ip_network(second))
         }
-        found = _pod_cidr_overlaps(list(enumerate(cidrs)))
+        found = pod_cidr_overlaps(list(enumerate(cidrs)))
         assert {(later, earlier) for later, items in found.items() for _, earlier, _ in items} == pairs, cidrs
         for later, items in found.items():
             assert [earlier for _, earlier, _ in items] == sorted(earlier for _, earlier, _ in items)
             assert all(cidr == cidrs[later] and other == cidrs[earlier] for cidr, earlier, other in items)
 
 
-# --- known bugs in components/settings.py -----------------------------------------------------
+# --- known bugs in components/settings/ -----------------------------------------------------
 
 
 def test_one_bad_cluster_dns_entry_is_one_problem() -> None:
