@@ -13,11 +13,10 @@ what a careful operator would do next by hand.
 from __future__ import annotations
 
 import base64
-import shlex
 
 import yaml
 
-from components import paths
+from components import paths, shell
 from components.node_scripts import configure_files, credential_paths
 from components.settings import NodeSettings, Settings
 
@@ -36,7 +35,7 @@ def credentials_from_kubeconfig(kubeconfig: str) -> tuple[str, str]:
 def _write(path: str, mode: str, content: str) -> str:
     if END in content:
         raise ValueError(f"{path}: content holds the here-document terminator")
-    quoted = shlex.quote(path)
+    quoted = shell.quote(path)
     return f"mkdir -p \"$(dirname {quoted})\"\ncat > {quoted} <<'{END}'\n{content}{END}\nchmod {mode} {quoted}\n"
 
 
@@ -52,7 +51,7 @@ def plain_script(
     parts = [
         "set -e",
         f"# the runbook's steps for {node.name}, as one plain script",
-        f"curl -fsSL -o {paths.KUBELET_BINARY} {shlex.quote(url)}",
+        f"curl -fsSL -o {paths.KUBELET_BINARY} {shell.quote(url)}",
         f"chmod +x {paths.KUBELET_BINARY}",
         f"install -o root -g root -m 755 -d {settings.kubelet.static_pod_path} "
         f"{paths.KUBELET_DIR} {ca_path.rsplit('/', 1)[0]}",

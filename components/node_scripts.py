@@ -1,11 +1,11 @@
 """Render the node steps: per remote step a bash script for create/update and one for delete.
 
-A script is strict mode, the step's variables, `node_steps/lib.sh`, then the step bodies from
-`node_steps/`. The scripts travel on stdin, followed by the step's data (a file bundle), and the
-command line is a short loader that reads them back (`Step.command`): the real command provider
-quotes the whole command into every failure message, so a failure shows the step's own output
-and a few hundred bytes of command, and `pulumi preview --diff` shows script and file changes as
-a diff of stdin.
+A script is strict mode, the step's variables (quoted by `components/shell.py`),
+`node_steps/lib.sh`, then the step bodies from `node_steps/`. The scripts travel on stdin,
+followed by the step's data (a file bundle), and the command line is a short loader that reads
+them back (`Step.command`): the real command provider quotes the whole command into every
+failure message, so a failure shows the step's own output and a few hundred bytes of command,
+and `pulumi preview --diff` shows script and file changes as a diff of stdin.
 
 Replacement safety: Pulumi replaces a step by running the new resource's create, then the old
 resource's delete with the old inputs. Every create counts itself as a holder of its step on the
@@ -16,19 +16,19 @@ it was the last holder, so an old delete never undoes what a newer create wrote.
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from components import paths
+from components import paths, shell
 from components.allocatable import eviction_basis_points, fixed_reserved_memory_bytes, reserved_millicores
 from components.bundle import NodeFile, pack
 from components.kubelet_config import render_kubelet_config
 from components.quantities import to_bytes
 from components.settings import NodeSettings, Settings
+from components.shell import Value
 from components.systemd import unit_files
 
 SCRIPTS_DIR = Path(__file__).with_name("node_steps")
@@ -43,7 +43,9 @@ CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 PID_HEADROOM = 100
 JOURNAL_LINES = 40
 
-# The steps, in order; each name is the resource name suffix and the holder name on the node.
+# The steps, in order: the one table of their names. Each name is the resource name suffix (so part
+# of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
+# (kubelet_node, tests, bench) takes the names from here.
 PREFLIGHT = "preflight"
 INSTALL_KUBELET = "install-kubelet"
 CREDENTIALS = "credentials"
@@ -51,7 +53,6 @@ CONFIGURE_AND_START = "configure-and-start"
 STEP_NAMES = (PREFLIGHT, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
 
 Mode = Literal["create", "update", "delete"]
-Value = str | int | bool | Sequence[str]
 
 
 # Every script's last lines: a run that gets here succeeded (lib.sh, run_exit_hooks).
@@ -63,19 +64,6 @@ def _script_text(name: str) -> str:
     return (SCRIPTS_DIR / name).read_text()
 
 
-def _assignment(name: str, value: Value) -> str:
-    if name == "HINT_TEXTS":
-        # The hint texts quote commands in backticks; they are literal text, never expanded.
-        return "# shellcheck disable=SC2016\n" + _assignment("_", value).replace("_=", f"{name}=", 1)
-    if isinstance(value, bool):
-        return f"{name}={'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"{name}={value}"
-    if isinstance(value, str):
-        return f"{name}={shlex.quote(value)}"
-    return f"{name}=(" + " ".join(shlex.quote(item) for item in value) + ")"
-
-
 def render_script(
     title: str, node: NodeSettings, variables: Mapping[str, Value], *bodies: str
 ) -> str:
@@ -83,8 +71,9 @@ def render_script(
     lines = [
         "set -euo pipefail",
         f"# homelab-kubelet: {title} on node {node.name}",
-        _assignment("NODE_NAME", node.name),
-        *(_assignment(name, value) for name, value in variables.items()),
+        shell.assignment("NODE_NAME", node.name),
+        # The hint texts quote commands in backticks; they are literal text, never expanded.
+        *(shell.assignment(name, value, literal_backticks=name == "HINT_TEXTS") for name, value in variables.items()),
         "# shellcheck disable=SC2034  # some steps use only part of lib.sh",
         _script_text("lib.sh").rstrip("\n"),
         *(_script_text(body).rstrip("\n") for body in bodies),
@@ -133,17 +122,17 @@ class Step:
         # Node and step names are DNS names: nothing in `missing` needs quoting beyond "...".
         loader = (
             f'export LC_ALL=C; {{ {reads}; }} || {{ echo "{missing}" >&2; exit 1; }}; '
-            f'exec bash -c "$script" {shlex.quote(self.name)} {mode}'
+            f'exec bash -c "$script" {shell.quote(self.name)} {mode}'
         )
         if self.node.is_root:
-            line = f"bash -c {shlex.quote(loader)}"
+            line = f"bash -c {shell.quote(loader)}"
         else:
             # The user's name is printed at run time, so the message is the node's own answer.
             sudo_missing = (
                 f'echo "ERROR [{self.node.name}]: user $(id -un) cannot run sudo without a password; '
                 f'add a sudoers rule such as: $(id -un) ALL=(ALL) NOPASSWD: ALL" >&2; exit 1'
             )
-            line = f"sudo -n true 2>/dev/null || {{ {sudo_missing}; }}\nexec sudo -n bash -c {shlex.quote(loader)}"
+            line = f"sudo -n true 2>/dev/null || {{ {sudo_missing}; }}\nexec sudo -n bash -c {shell.quote(loader)}"
         comment = f"# homelab-kubelet {what}" + (f": {note}" if note else "")
         if "\n" in comment:
             raise ValueError("a step note is one line")

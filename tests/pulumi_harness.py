@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi_command import remote
 
+from components import node_scripts
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 FIXED_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -191,8 +193,8 @@ class ProviderMocks(pulumi.runtime.Mocks):
             )
         elif args.typ == "command:remote:Command":
             stdout = ""
-            if args.name.endswith("-preflight"):
-                node = args.name.removesuffix("-preflight")
+            if args.name.endswith(f"-{node_scripts.PREFLIGHT}"):
+                node = args.name.removesuffix(f"-{node_scripts.PREFLIGHT}")
                 stdout = json.dumps({**FACTS, "node": node, "hostname": node})
             outputs.update(stdout=stdout, stderr="")
         self.resources.append(Registered(args.typ, args.name, inputs, outputs))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from components import node_scripts
+from components import node_scripts, shell
 from components.bundle import NodeFile, pack
 from tests.test_node_scripts_shell import FAKE_KUBELET, VERSION, Server, leftovers, lib, state_vars
 from tests.test_node_scripts_shell import server as server
@@ -91,10 +91,10 @@ def node(tmp_path: Path) -> Node:
     return node
 
 
-def configure_variables(node: Node) -> dict[str, node_scripts.Value]:
+def configure_variables(node: Node) -> dict[str, shell.Value]:
     sock = node.path("c.sock")
     return {
-        **state_vars(node.root, "configure-and-start"),
+        **state_vars(node.root, node_scripts.CONFIGURE_AND_START),
         "STATIC_POD_PATH": str(node.path("kubelet.d")),
         "KUBELET_DIR": str(node.path("kubelet")),
         "KUBELET_UNIT": str(node.path("systemd", "kubelet.service")),
@@ -107,7 +107,7 @@ def configure_variables(node: Node) -> dict[str, node_scripts.Value]:
     }
 
 
-def script(node: Node, bodies: tuple[str, ...], variables: dict[str, node_scripts.Value], then: str = "") -> str:
+def script(node: Node, bodies: tuple[str, ...], variables: dict[str, shell.Value], then: str = "") -> str:
     _, settings_node = stack("homelab")
     rendered = node_scripts.render_script("test step", settings_node, variables, *bodies)
     # `then` runs before the last line (STEP_DONE=true), as part of the step.
@@ -115,7 +115,7 @@ def script(node: Node, bodies: tuple[str, ...], variables: dict[str, node_script
     return f"{head}\n{then}\n{done}\n"
 
 
-def run(node: Node, bodies: tuple[str, ...], variables: dict[str, node_scripts.Value], mode: str = "create",
+def run(node: Node, bodies: tuple[str, ...], variables: dict[str, shell.Value], mode: str = "create",
         stdin: str = "", then: str = "") -> subprocess.CompletedProcess[str]:
     with socket.socket(socket.AF_UNIX) as listener:
         sock = variables.get("RUNTIME_SOCKET")
@@ -132,11 +132,11 @@ UNCONFIGURE = ("lock.sh", "release.sh", "unconfigure.sh", "tidy-state.sh")
 
 
 def configure(node: Node, files: list[NodeFile], mode: str = "create", then: str = "",
-              **overrides: node_scripts.Value) -> subprocess.CompletedProcess[str]:
+              **overrides: shell.Value) -> subprocess.CompletedProcess[str]:
     return run(node, CONFIGURE, {**configure_variables(node), **overrides}, mode, pack(files), then)
 
 
-def unconfigure(node: Node, files: list[Path], **overrides: node_scripts.Value) -> subprocess.CompletedProcess[str]:
+def unconfigure(node: Node, files: list[Path], **overrides: shell.Value) -> subprocess.CompletedProcess[str]:
     variables = {**configure_variables(node), "FILES": [str(path) for path in files], **overrides}
     return run(node, UNCONFIGURE, variables, "delete")
 
@@ -260,7 +260,7 @@ def test_an_interrupted_configure_rolls_back(node: Node, how: str) -> None:
     # The rollback also went to the journal: after a dropped connection nobody reads stderr.
     logged = node.call_lines("logger ")
     assert len(logged) == 1 and "rolled back: put back the 1 file(s) this run changed" in logged[0], logged
-    assert not (node.state / "holders" / "configure-and-start").exists()
+    assert not (node.state / "holders" / node_scripts.CONFIGURE_AND_START).exists()
     assert leftovers(node.state) == []
 
 
@@ -270,7 +270,7 @@ def test_a_failure_after_the_hold_gives_the_hold_back(node: Node) -> None:
                  pack([NodeFile(str(config), "0644", "x\n")]), then='fail "stand-in failure after the hold"')
     assert result.returncode == 1
     assert not config.exists()
-    assert not (node.state / "holders" / "configure-and-start").exists()
+    assert not (node.state / "holders" / node_scripts.CONFIGURE_AND_START).exists()
     assert list(node.owned.iterdir()) == []
 
 
@@ -319,8 +319,8 @@ def test_a_second_run_waits_for_the_first(node: Node) -> None:
 # --- what the project did not write -------------------------------------------------------------
 
 
-def install_variables(node: Node, server_url: str, binary: Path) -> dict[str, node_scripts.Value]:
-    return {**state_vars(node.root, "install-kubelet"), "DOWNLOAD_BASE_URL": server_url,
+def install_variables(node: Node, server_url: str, binary: Path) -> dict[str, shell.Value]:
+    return {**state_vars(node.root, node_scripts.INSTALL_KUBELET), "DOWNLOAD_BASE_URL": server_url,
             "KUBELET_VERSION": VERSION, "ARCH": "amd64", "PINNED_SHA256": "", "KUBELET_BINARY": str(binary)}
 
 
@@ -335,7 +335,7 @@ def install(node: Node, server: Server, binary: Path, mode: str = "create") -> s
 
 
 def remove_kubelet(node: Node, binary: Path) -> subprocess.CompletedProcess[str]:
-    return run(node, REMOVE_KUBELET, {**state_vars(node.root, "install-kubelet"), "KUBELET_BINARY": str(binary)},
+    return run(node, REMOVE_KUBELET, {**state_vars(node.root, node_scripts.INSTALL_KUBELET), "KUBELET_BINARY": str(binary)},
                "delete")
 
 
@@ -379,8 +379,8 @@ def test_a_kubelet_changed_by_hand_after_install_is_left(node: Node, server: Ser
     assert binary.read_bytes() == b"#!/bin/sh\necho built by hand later\n"
 
 
-def credentials_variables(node: Node, ca: Path) -> dict[str, node_scripts.Value]:
-    return {**state_vars(node.root, "credentials"), "CA_CERT": str(ca), "KUBELET_DIR": str(node.path("kubelet"))}
+def credentials_variables(node: Node, ca: Path) -> dict[str, shell.Value]:
+    return {**state_vars(node.root, node_scripts.CREDENTIALS), "CA_CERT": str(ca), "KUBELET_DIR": str(node.path("kubelet"))}
 
 
 def test_the_control_planes_ca_file_is_adopted_kept_and_never_replaced(node: Node) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from components import node_scripts
+from components import node_scripts, shell
 from components.bundle import NodeFile, pack
 from tests.test_renderers import STACKS, command_lines, stack, step_scripts, steps
 
@@ -108,8 +108,8 @@ def test_command_lines_hand_each_mode_its_script_and_the_data(tmp_path: Path) ->
             if step.delete_script:
                 modes.append("delete")
             for mode in modes:
-                for shell in ("/bin/sh", "/bin/bash"):  # /bin/sh is dash on Debian
-                    subprocess.run([shell, "-c", step.command(mode, "a note")], env=env, check=True,
+                for login_shell in ("/bin/sh", "/bin/bash"):  # /bin/sh is dash on Debian
+                    subprocess.run([login_shell, "-c", step.command(mode, "a note")], env=env, check=True,
                                    input=(step.scripts + data).encode())
                     expected = step.delete_script if mode == "delete" else step.create_script
                     assert (capture.with_suffix(".script")).read_text() == expected, (name, step.name, mode)
@@ -158,7 +158,7 @@ HARNESS = (
 )
 
 
-def state_vars(root: Path, step: str = "credentials") -> dict[str, node_scripts.Value]:
+def state_vars(root: Path, step: str = node_scripts.CREDENTIALS) -> dict[str, shell.Value]:
     """The variables render_step gives every step, with the state under `root`."""
     state = root / "state"
     return {"STEP": step, "STATE_DIR": str(state), "HOLDERS_DIR": str(state / "holders"),
@@ -363,11 +363,11 @@ def run_install(tmp_path: Path, server: Server, binary: Path, pinned: str = "") 
         "install kubelet",
         node,
         {"DOWNLOAD_BASE_URL": server.url, "KUBELET_VERSION": VERSION, "ARCH": "amd64", "PINNED_SHA256": pinned,
-         "KUBELET_BINARY": str(binary), **state_vars(tmp_path, "install-kubelet")},
+         "KUBELET_BINARY": str(binary), **state_vars(tmp_path, node_scripts.INSTALL_KUBELET)},
         "install-kubelet.sh", "hold.sh",  # as the step renders it: the holder count follows the body
     )
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    return subprocess.run(["bash", "-c", script, "install-kubelet", "create"], capture_output=True, text=True,
+    return subprocess.run(["bash", "-c", script, node_scripts.INSTALL_KUBELET, "create"], capture_output=True, text=True,
                           check=False, env=env)
 
 
@@ -391,7 +391,7 @@ def test_install_kubelet_downloads_once_and_verifies(tmp_path: Path, server: Ser
     assert mode(binary) == 0o755
     assert wait_for_log(server, 2) == [f"{base}.sha256", base]
 
-    holders = tmp_path / "state" / "holders" / "install-kubelet"
+    holders = tmp_path / "state" / "holders" / node_scripts.INSTALL_KUBELET
     assert holders.read_text() == "1\n"
 
     second = run_install(tmp_path, server, binary)  # e.g. the create of a replacement
@@ -486,7 +486,7 @@ def run_configure_bodies(
         {
             "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
             "KUBELET_DIR": str(tmp_path / "kubelet"),
-            **state_vars(tmp_path, "configure-and-start"),
+            **state_vars(tmp_path, node_scripts.CONFIGURE_AND_START),
             "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
             "CONTAINERD_CONFIG": str(config),
             "MANAGE_CONTAINERD_CGROUP_DRIVER": manage_driver,
@@ -582,13 +582,13 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
     script = node_scripts.render_script(
         "unconfigure",
         node,
-        {"FILES": [str(dropin)], **state_vars(tmp_path, "configure-and-start"), "CONTAINERD_DROPIN": str(dropin),
+        {"FILES": [str(dropin)], **state_vars(tmp_path, node_scripts.CONFIGURE_AND_START), "CONTAINERD_DROPIN": str(dropin),
          "KUBELET_UNIT": str(tmp_path / "kubelet.service"),
          "CONTAINERD_CONFIG": str(config), "KUBELET_RECORD": str(tmp_path / "state" / "kubelet-running")},
         "unconfigure.sh", "tidy-state.sh",
     )
     result = subprocess.run(
-        ["bash", "-c", script, "configure-and-start", "delete"], capture_output=True, text=True, check=False,
+        ["bash", "-c", script, node_scripts.CONFIGURE_AND_START, "delete"], capture_output=True, text=True, check=False,
         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
@@ -732,7 +732,7 @@ def test_rollback_gives_containerd_its_config_back_and_restarts_it(tmp_path: Pat
 # --- replacement: holders of a step ----------------------------------------------------------------
 
 
-def run_step_script(tmp_path: Path, bodies: tuple[str, ...], variables: dict[str, node_scripts.Value],
+def run_step_script(tmp_path: Path, bodies: tuple[str, ...], variables: dict[str, shell.Value],
                     mode: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """A step script rendered with its state under tmp_path, run as the loader runs it: `$1` = mode."""
     _, node = stack("homelab")
@@ -741,7 +741,7 @@ def run_step_script(tmp_path: Path, bodies: tuple[str, ...], variables: dict[str
         {**state_vars(tmp_path), **variables},
         *bodies,
     )
-    return subprocess.run(["bash", "-c", script, "credentials", mode], input=stdin, capture_output=True,
+    return subprocess.run(["bash", "-c", script, node_scripts.CREDENTIALS, mode], input=stdin, capture_output=True,
                           text=True, check=False)
 
 
@@ -750,9 +750,9 @@ def test_an_old_delete_after_a_newer_create_leaves_the_step_in_place(tmp_path: P
     target = tmp_path / "kubelet" / "k8s-node1.pem"
     create = ("write-credentials.sh", "hold.sh")
     delete = ("release.sh", "remove-files.sh", "tidy-state.sh")
-    variables: dict[str, node_scripts.Value] = {"CA_CERT": str(tmp_path / "ca" / "ca.pem"),
+    variables: dict[str, shell.Value] = {"CA_CERT": str(tmp_path / "ca" / "ca.pem"),
                                                 "KUBELET_DIR": str(tmp_path / "kubelet")}
-    holders = tmp_path / "state" / "holders" / "credentials"
+    holders = tmp_path / "state" / "holders" / node_scripts.CREDENTIALS
 
     def bundle(text: str) -> str:
         return pack([NodeFile(str(target), "0644", text)])
@@ -791,7 +791,7 @@ def test_a_failed_create_does_not_count_as_a_holder(tmp_path: Path) -> None:
                              "create", "@@@ homelab-kubelet file /x 0644\ncut short\n")
     assert result.returncode == 1
     assert "has no end marker" in result.stderr
-    assert not (tmp_path / "state" / "holders" / "credentials").exists()
+    assert not (tmp_path / "state" / "holders" / node_scripts.CREDENTIALS).exists()
 
 
 # --- start-kubelet.sh: restart only for a change ----------------------------------------------------
@@ -853,7 +853,7 @@ def run_start(
     files.calls.unlink(missing_ok=True)
     script = node_scripts.render_script(
         "start kubelet", node,
-        {**state_vars(files.tmp, "configure-and-start"), "KUBELET_BINARY": str(files.binary),
+        {**state_vars(files.tmp, node_scripts.CONFIGURE_AND_START), "KUBELET_BINARY": str(files.binary),
          "KUBELET_RUNS_ON": files.runs_on(), "KUBELET_RECORD": str(files.record), "HEALTHZ_PORT": 10248,
          "HEALTH_TIMEOUT": 5, "SETTLE_SECONDS": 0, "JOURNAL_LINES": 5,
          "HINT_PATTERNS": [hint.pattern for hint in hints], "HINT_TEXTS": [hint.text for hint in hints]},

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
+from components import node_scripts
 from tests.stack_config import HOMELAB_KNOWN_HOSTS
 from tests.workspace import copy_project, project_stack
 
@@ -57,7 +58,7 @@ def test_real_preview_of_the_homelab_stack(tmp_path: Path) -> None:
         if event.resource_pre_event is not None
     }
     for node in NODES:
-        for step in ("preflight", "install-kubelet", "credentials", "configure-and-start"):
+        for step in node_scripts.STEP_NAMES:
             assert f"{node}-{step}" in names
     assert result.change_summary.get(auto.OpType.CREATE, 0) >= 1 + 2 + len(NODES) * sum(PER_NODE.values())
 

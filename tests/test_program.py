@@ -26,6 +26,7 @@ NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 # Written out, not imported: a step's name is part of its URN, so renaming one makes Pulumi create
 # the new resource and delete the old (the holders keep that safe), unless an alias says otherwise.
 STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
+PREFLIGHT, INSTALL, CREDENTIALS, CONFIGURE = STEPS
 COMMAND = "command:remote:Command"
 HOMELAB_SECRETS = {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-ssh-key\n-----END OPENSSH PRIVATE KEY-----\n"}
 
@@ -57,7 +58,7 @@ def step_data(run: ProgramRun, name: str) -> str:
 
 def configure_note(run: ProgramRun, node: str) -> str:
     """The last line of configure-and-start's command: what the kubelet runs on."""
-    return str(run.resource(f"{node}-configure-and-start").inputs["create"]).splitlines()[-1]
+    return str(run.resource(f"{node}-{CONFIGURE}").inputs["create"]).splitlines()[-1]
 
 
 def test_resource_graph_per_node(homelab: ProgramRun) -> None:
@@ -148,17 +149,17 @@ def test_ip_sans_follow_node_ips() -> None:
 
 def test_dependency_order(homelab: ProgramRun) -> None:
     for node in NODES:
-        assert homelab.declaration(f"{node}-preflight").depends_on == []
-        for step in ("install-kubelet", "credentials"):
-            assert homelab.declaration(f"{node}-{step}").depends_on == [f"{node}-preflight"]
-        assert sorted(homelab.declaration(f"{node}-configure-and-start").depends_on) == sorted(
-            f"{node}-{step}" for step in ("install-kubelet", "credentials")
+        assert homelab.declaration(f"{node}-{PREFLIGHT}").depends_on == []
+        for step in (INSTALL, CREDENTIALS):
+            assert homelab.declaration(f"{node}-{step}").depends_on == [f"{node}-{PREFLIGHT}"]
+        assert sorted(homelab.declaration(f"{node}-{CONFIGURE}").depends_on) == sorted(
+            f"{node}-{step}" for step in (INSTALL, CREDENTIALS)
         )
 
 
 def test_every_step_but_preflight_cleans_up(homelab: ProgramRun) -> None:
     for command in homelab.resources(COMMAND):
-        if not command.name.endswith("-preflight"):
+        if not command.name.endswith(f"-{PREFLIGHT}"):
             assert command.inputs.get("delete"), f"{command.name} has no delete"
 
 
@@ -178,16 +179,16 @@ def test_no_secret_in_any_command_string(homelab: ProgramRun) -> None:
 
 def test_credentials_go_on_secret_stdin_with_logging_off(homelab: ProgramRun) -> None:
     for node in NODES:
-        credentials = homelab.resource(f"{node}-credentials")
+        credentials = homelab.resource(f"{node}-{CREDENTIALS}")
         assert credentials.inputs["logging"] == "none"
         assert is_secret_input(credentials.inputs["stdin"])
         files = {f.path: f for f in bundle.unpack(step_data(homelab, credentials.name))}
         assert files[f"/var/lib/kubelet/{node}-key.pem"].mode == "0600"
         assert files["/var/lib/kubelet/kubeconfig"].mode == "0600"
         assert "PRIVATE KEY" in files[f"/var/lib/kubelet/{node}-key.pem"].content
-        assert set(homelab.declaration(f"{node}-credentials").additional_secret_outputs) >= {"stdout", "stderr"}
+        assert set(homelab.declaration(f"{node}-{CREDENTIALS}").additional_secret_outputs) >= {"stdout", "stderr"}
         # Every other step logs normally: its output is what an operator reads.
-        assert homelab.resource(f"{node}-configure-and-start").inputs.get("logging") is None
+        assert homelab.resource(f"{node}-{CONFIGURE}").inputs.get("logging") is None
 
 
 def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
@@ -198,7 +199,7 @@ def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
 
 
 def test_configuration_travels_on_stdin_as_yaml(homelab: ProgramRun) -> None:
-    configure = homelab.resource("k8s-node1-configure-and-start")
+    configure = homelab.resource(f"k8s-node1-{CONFIGURE}")
     files = {f.path: f.content for f in bundle.unpack(step_data(homelab, configure.name))}
     config = yaml.safe_load(files["/var/lib/kubelet/kubelet-config.yaml"])
     assert config["podCIDR"] == "10.200.1.0/24"
@@ -254,7 +255,7 @@ def test_reservation_change_reruns_two_steps_on_that_node_only(homelab: ProgramR
     config["nodes"][1]["reservations"] = {"kubeReserved": {"memory": "768Mi"}}
     changed = run_program(config, HOMELAB_SECRETS)
     for node in NODES:
-        expected = ["preflight", "configure-and-start"] if node == "k8s-node1" else []
+        expected = [PREFLIGHT, CONFIGURE] if node == "k8s-node1" else []
         assert rerun_steps(homelab, changed, node) == expected, node
         # The rerun comes from the new configuration on stdin; binary and credentials are the same.
         assert configure_note(changed, node) == configure_note(homelab, node)
@@ -266,10 +267,10 @@ def test_version_change_reruns_install_and_configure() -> None:
     config["kubernetes"]["version"] = "v1.30.2"
     upgraded = run_program(config, HOMELAB_SECRETS)
     for node in NODES:
-        assert rerun_steps(base, upgraded, node) == ["install-kubelet", "configure-and-start"]
+        assert rerun_steps(base, upgraded, node) == [INSTALL, CONFIGURE]
         assert "kubelet v1.30.1 (arm64)" in configure_note(base, node)
         assert "kubelet v1.30.2 (arm64)" in configure_note(upgraded, node)
-        assert "KUBELET_VERSION=v1.30.2" in upgraded.resource(f"{node}-install-kubelet").inputs["stdin"]
+        assert "KUBELET_VERSION=v1.30.2" in upgraded.resource(f"{node}-{INSTALL}").inputs["stdin"]
 
 
 def test_a_reissued_certificate_reruns_credentials_and_configure() -> None:
@@ -279,13 +280,13 @@ def test_a_reissued_certificate_reruns_credentials_and_configure() -> None:
     reissued = run_program(config, HOMELAB_SECRETS)
     assert client_cert(reissued, "k8s-node1") != client_cert(base, "k8s-node1")
     for node in NODES:
-        expected = ["credentials", "configure-and-start"] if node == "k8s-node1" else []
+        expected = [CREDENTIALS, CONFIGURE] if node == "k8s-node1" else []
         assert rerun_steps(base, reissued, node) == expected, node
     before, after = configure_note(base, "k8s-node1"), configure_note(reissued, "k8s-node1")
     assert before.split("credentials ")[0] == after.split("credentials ")[0]
     assert before.split("credentials ")[1] != after.split("credentials ")[1]
     # The digest is not a secret, so the preview shows the configure step's command.
-    assert not is_secret_input(reissued.resource("k8s-node1-configure-and-start").inputs["create"])
+    assert not is_secret_input(reissued.resource(f"k8s-node1-{CONFIGURE}").inputs["create"])
 
 
 def test_sudo_user_wraps_every_step() -> None:
@@ -331,7 +332,7 @@ def test_private_key_file_is_read_as_a_secret(tmp_path: Any) -> None:
     config = homelab_with_key()
     config["ssh"]["privateKeyFile"] = str(key_file)
     run = run_program(config)
-    connection = run.resource("k8s-node1-preflight").inputs["connection"]
+    connection = run.resource(f"k8s-node1-{PREFLIGHT}").inputs["connection"]
     assert "from-file" in unwrap(connection)["privateKey"]
     assert run.private_key_secret == [True] * len(NODES)
 
@@ -381,7 +382,7 @@ def test_a_pinned_host_key_wins_over_known_hosts() -> None:
     pinned = homelab_known_host("k8s-master")
     config["nodes"][1]["hostKey"] = pinned
     run = run_program(config, HOMELAB_SECRETS)
-    assert unwrap(run.resource("k8s-node1-preflight").inputs["connection"])["hostKey"] == pinned
+    assert unwrap(run.resource(f"k8s-node1-{PREFLIGHT}").inputs["connection"])["hostKey"] == pinned
 
 
 def test_a_node_without_a_known_host_key_is_refused_before_any_resource(tmp_path: Any) -> None:
@@ -410,7 +411,7 @@ def test_insecure_ignore_host_key_dials_without_a_key_and_warns(tmp_path: Any, m
     config["ssh"].update(knownHostsFile=str(tmp_path / "empty"), insecureIgnoreHostKey=True)
     config["nodes"][2]["hostKey"] = homelab_known_host("k8s-node2")
     run = run_program(config, HOMELAB_SECRETS)
-    keys = {node: unwrap(run.resource(f"{node}-preflight").inputs["connection"]).get("hostKey") for node in NODES}
+    keys = {node: unwrap(run.resource(f"{node}-{PREFLIGHT}").inputs["connection"]).get("hostKey") for node in NODES}
     assert keys == {"k8s-master": None, "k8s-node1": None, "k8s-node2": homelab_known_host("k8s-node2")}
     assert len(warnings) == 2 and all("is NOT verified" in warning for warning in warnings), warnings
     assert "nodes[0] (k8s-master)" in warnings[0] and "nodes[1] (k8s-node1)" in warnings[1]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from pulumi import automation as auto
 
+from components import node_scripts
 from lab import api as lab
 from tests.e2e.harness import NODES, LabStack, node_ssh, reset_nodes
 from tests.toolchain import require_kubelet
@@ -137,7 +138,7 @@ def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> N
     before = node_ssh("k8s-node1", f"sha256sum {config}")
     script = stack.stack.export_stack().deployment or {}
     configure = next(
-        r for r in script["resources"] if r["urn"].endswith("::k8s-node1-configure-and-start")
+        r for r in script["resources"] if r["urn"].endswith(f"::k8s-node1-{node_scripts.CONFIGURE_AND_START}")
     )
     command = configure["inputs"]["create"]
     # The step's stdin: its scripts (as many bytes as the command reads), then the bundle, cut short.

@@ -131,7 +131,7 @@ def test_a_stack_from_before_triggers_were_dropped_updates_in_place(stack: LabSt
     exported = stack.stack.export_stack()
     deployment = dict(exported.deployment or {})
     for resource in deployment["resources"]:
-        if resource["type"] == COMMAND_TYPE and resource["urn"].endswith("-configure-and-start"):
+        if resource["type"] == COMMAND_TYPE and resource["urn"].endswith(f"-{node_scripts.CONFIGURE_AND_START}"):
             old = ["kubelet=v1.30.1/amd64", "credentials=0123456789abcdef"]
             resource["inputs"] = {**resource["inputs"], "triggers": old}
             resource["outputs"] = {**resource["outputs"], "triggers": old}
@@ -148,7 +148,7 @@ def test_reservation_change_restarts_that_node_only(stack: LabStack) -> None:
     run, result = stack.preview(diff=True)
     # Two remote steps on that node: preflight checks the new reservations fit, then the
     # configuration is written and the kubelet restarted.
-    assert run.changed() == {"k8s-node1-preflight": "update", "k8s-node1-configure-and-start": "update"}
+    assert run.changed() == {f"k8s-node1-{step}": "update" for step in (node_scripts.PREFLIGHT, node_scripts.CONFIGURE_AND_START)}
     assert "320Mi" in result.stdout
     stack.up()
     after = {node: kubelet_start_stamp(node) for node in NODES}
@@ -165,16 +165,16 @@ def test_version_change_installs_the_binary_and_restarts_each_kubelet_once(stack
     stack.set("kubernetes.version", NEW_VERSION)
     run, result = stack.preview(diff=True)
     assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in ("install-kubelet", "configure-and-start")
+        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
     }
     assert f"kubelet {NEW_VERSION} (amd64)" in result.stdout  # the configure step's note, readable
     run = stack.up()
     assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in ("install-kubelet", "configure-and-start")
+        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
     }
     for node in NODES:
         assert node_ssh(node, "/usr/bin/kubelet --version") == f"Kubernetes {NEW_VERSION}"
-        assert stack.step_stdout(f"{node}-configure-and-start").endswith(
+        assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith(
             "kubelet restarted: changed since it started: /usr/bin/kubelet"
         )
     assert_running_after(since, dict.fromkeys(NODES, 1))
@@ -189,11 +189,11 @@ def test_reissued_certificates_reach_every_kubelet_with_one_restart(stack: LabSt
     stack.set_object("nodes", nodes)
     run = stack.up()
     for node in NODES:
-        assert run.changed()[f"{node}-credentials"] == "update"
-        assert run.changed()[f"{node}-configure-and-start"] == "update"
+        assert run.changed()[f"{node}-{node_scripts.CREDENTIALS}"] == "update"
+        assert run.changed()[f"{node}-{node_scripts.CONFIGURE_AND_START}"] == "update"
         sans = node_ssh(node, f"openssl x509 -in /var/lib/kubelet/{node}.pem -noout -ext subjectAltName")
         assert "IP Address:10.0.2.16" in sans, sans
-        report = stack.step_stdout(f"{node}-configure-and-start")
+        report = stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}")
         assert f"/var/lib/kubelet/{node}.pem" in report and report.startswith("kubelet restarted"), report
     assert_running_after(since, dict.fromkeys(NODES, 1))
 
@@ -202,7 +202,7 @@ def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
     # `pulumi up --replace`: each new create runs, then each old delete with the old inputs.
     since = {node: node_clock(node) for node in NODES}
     steps = [r["urn"] for r in stack.resources() if r["type"] == COMMAND_TYPE]
-    assert len(steps) == 4 * len(NODES)
+    assert len(steps) == len(node_scripts.STEP_NAMES) * len(NODES)
     run = stack.up(replace=steps)
     sequences = run.op_sequence()
     for step in steps:
@@ -210,10 +210,10 @@ def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
         ops = sequences[step.rsplit("::", 1)[1]]
         assert ops.index("create-replacement") < ops.index("delete-replaced"), (step, ops)
     for node in NODES:
-        for step in ("install-kubelet", "credentials", "configure-and-start"):
+        for step in node_scripts.STEP_NAMES[1:]:
             assert node_ssh(node, f"cat /var/lib/homelab-kubelet/holders/{step}") == "1", (node, step)
         assert node_ssh(node, "ls /usr/bin/kubelet /var/lib/kubelet/kubeconfig /etc/systemd/system/kubelet.service")
-        assert stack.step_stdout(f"{node}-configure-and-start").endswith("kubelet not restarted: nothing it runs on "
+        assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith("kubelet not restarted: nothing it runs on "
                                                                          "changed since it started")
     assert_running_after(since, dict.fromkeys(NODES, 0))
     assert stack.preview()[0].changed() == {}
@@ -232,10 +232,10 @@ def test_an_edit_of_a_hint_or_a_script_comment_restarts_no_kubelet(
         lambda name: original_script(name) + ("# an edited comment\n" if name == "start-kubelet.sh" else ""),
     )
     run = stack.up()
-    assert run.changed() == {f"{node}-configure-and-start": "update" for node in NODES}
+    assert run.changed() == {f"{node}-{node_scripts.CONFIGURE_AND_START}": "update" for node in NODES}
     monkeypatch.undo()
     run = stack.up()
-    assert run.changed() == {f"{node}-configure-and-start": "update" for node in NODES}
+    assert run.changed() == {f"{node}-{node_scripts.CONFIGURE_AND_START}": "update" for node in NODES}
     assert_running_after(since, dict.fromkeys(NODES, 0))
 
 
