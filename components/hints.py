@@ -2,7 +2,9 @@
 
 The health check runs on the node, so it cannot call Python: each catalogue pattern goes into
 the start script and is searched with `grep -P` in the kubelet's journal. Python's and PCRE's
-syntax agree for the patterns the catalogue uses; a test runs every pattern through grep -P.
+syntax agree for the patterns the catalogue uses: a test runs every pattern through grep -P, and
+one checks that grep -P and the reference matcher (`troubleshooting.match_log`) find the same
+hints in every example line.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ def hint_text(entry: CatalogueEntry) -> str:
     return f"hint: {entry.title}\n    cause: {entry.cause}\n    fix: {entry.fix}"
 
 
-def catalogue_hints() -> list[Hint]:
-    """One hint per entry (its patterns joined into one alternation), fatal entries first."""
+def reported_entries() -> list[CatalogueEntry]:
+    """The entries the health check reports, fatal entries first."""
     order = {severity: rank for rank, severity in enumerate(REPORTED)}
-    entries = sorted(
+    return sorted(
         (
             entry
             for entry in default_catalogue().entries
@@ -31,10 +33,14 @@ def catalogue_hints() -> list[Hint]:
         ),
         key=lambda entry: order[entry.severity],
     )
+
+
+def catalogue_hints() -> list[Hint]:
+    """One hint per reported entry (its patterns joined into one alternation), in that order."""
     return [
         Hint(
             pattern="|".join(f"(?:{pattern.pattern})" for pattern in entry.patterns),
             text=hint_text(entry),
         )
-        for entry in entries
+        for entry in reported_entries()
     ]

@@ -1,9 +1,12 @@
-"""Catalogue of known kubelet failures: load it, match journal lines, explain the matches.
+"""Catalogue of known kubelet failures: load it, match journal lines against it, document it.
 
-The catalogue is data (troubleshooting.yaml next to this module); the health check feeds the last
-journal lines of the kubelet unit to `match_log` and puts `format_hints` into its error message.
-`render_markdown` produces docs/troubleshooting.md, so the human documentation cannot drift from
-the data. Pure functions: no Pulumi, no I/O besides reading the catalogue file.
+The catalogue is data (troubleshooting.yaml next to this module). The health check runs on the
+node, so the matcher that runs is `grep -P` in `node_steps/start-kubelet.sh`, over the patterns
+`components/hints.py` hands it. `match_log` is the reference the tests hold the catalogue to (every
+entry, whatever its severity, against real journal lines); tests/test_troubleshooting.py checks
+that it and `grep -P` recognise the same hints in every example. `render_markdown` produces
+docs/troubleshooting.md, so the human documentation cannot drift from the data. Pure functions:
+no Pulumi, no I/O besides reading the catalogue file.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,16 +32,7 @@ from pydantic import (
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("troubleshooting.yaml")
 
-# Journal lines can be several hundred characters (structured errors nest whole call chains);
-# the hint shows a window around the matching text instead.
-MAX_EXCERPT_CHARS = 240
-
 KEBAB_CASE = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-
-# "Nov 25 18:00:01 k8s-node1 kubelet[812]: " repeats what the hint already says (node, unit).
-JOURNALD_PREFIX = re.compile(
-    r"^[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \S+ \S+\[\d+\]: "
-)
 
 NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -124,7 +117,6 @@ class Match:
     entry: CatalogueEntry
     line: str  # the first matching line, surrounding whitespace stripped
     line_number: int  # 1-based, within the text given to match_log
-    span: tuple[int, int]  # where the pattern matched within `line`
     matching_lines: int  # how many lines matched the entry in total
 
 
@@ -171,7 +163,7 @@ def match_log(text: str, catalogue: Catalogue | None = None) -> list[Match]:
         if hits and len(hits) >= entry.min_matching_lines:
             index, found = hits[0]
             matches.append(
-                Match(entry, found.string, index + 1, found.span(), len(hits))
+                Match(entry, found.string, index + 1, len(hits))
             )
     matches.sort(
         key=lambda match: (
@@ -180,50 +172,6 @@ def match_log(text: str, catalogue: Catalogue | None = None) -> list[Match]:
         )
     )
     return matches
-
-
-def excerpt(line: str, span: tuple[int, int], limit: int = MAX_EXCERPT_CHARS) -> str:
-    """`line` without its journald prefix, cut to `limit` characters around `span` (… marks cuts)."""
-    prefix = JOURNALD_PREFIX.match(line)
-    if prefix is not None and prefix.end() <= span[0]:
-        line, span = (
-            line[prefix.end() :],
-            (span[0] - prefix.end(), span[1] - prefix.end()),
-        )
-    if len(line) <= limit:
-        return line
-    # Start a little before the match so the reader sees what leads up to it.
-    start = max(0, min(span[0] - limit // 4, len(line) - limit))
-    end = start + limit
-    return (
-        ("…" if start > 0 else "") + line[start:end] + ("…" if end < len(line) else "")
-    )
-
-
-def format_hints(matches: Sequence[Match], node: str) -> str:
-    """The hint block for the health check's error message; "" when nothing matched."""
-    if not matches:
-        return ""
-    count = len(matches)
-    plural = "" if count == 1 else "s"
-    blocks = [
-        f"kubelet on {node}: {count} known problem{plural} recognised in its journal:"
-    ]
-    for number, match in enumerate(matches, start=1):
-        entry = match.entry
-        repeated = (
-            f" ({match.matching_lines} such lines)" if match.matching_lines > 1 else ""
-        )
-        blocks.append(
-            f"{number}. [{entry.severity}] {entry.title} ({entry.id})\n"
-            f"   log{repeated}: {excerpt(match.line, match.span)}\n"
-            f"   cause: {entry.cause}\n"
-            f"   fix: {entry.fix}"
-        )
-    blocks.append(
-        f"(catalogue: docs/troubleshooting.md, on node {node}: journalctl -u kubelet)"
-    )
-    return "\n\n".join(blocks)
 
 
 _SEVERITY_MEANINGS = {

@@ -8,18 +8,18 @@ timestamps, pids and source line numbers are illustrative.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from components.hints import catalogue_hints, reported_entries
 from components.troubleshooting import (
     DEFAULT_CATALOGUE_PATH,
-    MAX_EXCERPT_CHARS,
     Catalogue,
     CatalogueError,
     Severity,
     default_catalogue,
-    format_hints,
     load_catalogue,
     match_log,
     render_markdown,
@@ -289,7 +289,6 @@ def test_skipping_pod_synchronization_at_a_normal_start_is_not_a_stall() -> None
     [stall] = match_log("\n".join([JOURNAL_SKIPPING_POD_SYNC] * 12))
     assert stall.matching_lines == 12
     assert stall.line_number == 1
-    assert "(12 such lines)" in format_hints([stall], "k8s-node1")
 
 
 def test_multi_line_journal_yields_ordered_unique_hints() -> None:
@@ -396,41 +395,6 @@ def test_loader_reports_missing_and_malformed_files(tmp_path: Path) -> None:
         load_catalogue(malformed)
 
 
-def test_format_hints_names_node_problem_line_cause_and_fix() -> None:
-    matches = match_log(RUNBOOK_WEBHOOK + JOURNAL_CNI_NOT_READY)
-    hints = format_hints(matches, "k8s-node1")
-    assert "k8s-node1" in hints
-    for match in matches:
-        assert match.entry.title in hints
-        assert match.entry.cause in hints
-        assert match.entry.fix in hints
-    assert (
-        "   log: F0214 07:03:56.822637       1 server.go:269] failed to run Kubelet: "
-        "no client provided, cannot use webhook authentication\n"
-    ) in hints
-    # The journald prefix repeats node and unit, so the excerpt starts at the klog header.
-    assert PREFIX not in hints
-    assert "log: E1125 18:00:06.104211     812 kubelet.go:2900]" in hints
-    assert hints.index("webhook-auth-without-api-client") < hints.index(
-        "cni-not-initialized"
-    )
-
-
-def test_format_hints_trims_long_lines_around_the_match() -> None:
-    long_line = PREFIX + "x" * 400 + " cni plugin not initialized " + "y" * 400
-    [match] = match_log(long_line)
-    hints = format_hints([match], "k8s-node1")
-    [shown] = [line for line in hints.splitlines() if line.strip().startswith("log:")]
-    excerpt_text = shown.split(": ", 1)[1]
-    assert "cni plugin not initialized" in excerpt_text
-    assert len(excerpt_text) <= MAX_EXCERPT_CHARS + 2  # plus the two ellipses
-    assert excerpt_text.startswith("…") and excerpt_text.endswith("…")
-
-
-def test_format_hints_without_matches_is_empty() -> None:
-    assert format_hints([], "k8s-node1") == ""
-
-
 def test_committed_docs_match_the_catalogue() -> None:
     committed = (REPO_ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
     assert committed == render_markdown(), (
@@ -476,3 +440,25 @@ MEASURED_V130_LINES = [
 @pytest.mark.parametrize(("line", "entry_id"), MEASURED_V130_LINES)
 def test_measured_v130_messages_are_recognised(line: str, entry_id: str) -> None:
     assert [match.entry.id for match in match_log(line)] == [entry_id]
+
+
+def _grep_p_hints(journal: str) -> set[str]:
+    """The ids of the hints start-kubelet.sh prints for `journal`: `grep -P -m1 -e <pattern>` over
+    it for each hint, as the script does (exit 0 a match, 1 none)."""
+    found = set()
+    for entry, hint in zip(reported_entries(), catalogue_hints(), strict=True):
+        result = subprocess.run(["grep", "-P", "-m1", "-e", hint.pattern], input=journal + "\n",
+                                capture_output=True, text=True, check=False)
+        assert result.returncode in (0, 1), (entry.id, result.stderr)
+        if result.returncode == 0:
+            found.add(entry.id)
+    return found
+
+
+@pytest.mark.parametrize(
+    "journal",
+    [text for text, _ in ENTRY_EXAMPLES] + [line for line, _ in MEASURED_V130_LINES] + [HEALTHY_JOURNAL],
+)
+def test_grep_p_and_the_reference_matcher_find_the_same_hints(journal: str) -> None:
+    reported = {entry.id for entry in reported_entries()}
+    assert _grep_p_hints(journal) == {match.entry.id for match in match_log(journal)} & reported
