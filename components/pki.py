@@ -15,6 +15,7 @@ import pulumi_tls as tls
 from components.kubeconfig import render_kubeconfig
 from components.settings import NodeSettings, PkiSettings
 
+# The Node authorizer's group; the CN beside it is NODE_CN_PREFIX + the node name (NodeSettings.cert_common_name).
 NODE_ORGANIZATION = "system:nodes"
 CA_USES = ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"]
 # A kubelet certificate serves the kubelet's HTTPS port and authenticates it to the API
