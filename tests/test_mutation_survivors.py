@@ -110,3 +110,12 @@ def test_command_refusals_say_why() -> None:
         step.command("delete")
     with pytest.raises(ValueError, match=r"^a step note is one line$"):
         step.command("create", "two\nlines")
+
+
+def test_content_hash_is_16_hex_digits_that_change_with_any_part() -> None:
+    digest = node_scripts.content_hash("cert", "key")
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert digest == node_scripts.content_hash("cert", "key")
+    # Each part is hashed on its own: moving text between parts changes the digest.
+    others = {node_scripts.content_hash(*parts) for parts in [("cert", "kez"), ("cer", "tkey"), ("certkey",), ()]}
+    assert digest not in others and len(others) == 4
