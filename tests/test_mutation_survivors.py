@@ -22,12 +22,12 @@ GI = 2**30
 MI = 2**20
 
 
-def partial_reservations_settings() -> Settings:
-    """Homelab, but systemReserved has only memory, kubeReserved only cpu, and no evictionHard
-    memory.available (only nodefs): the reservations that are absent count as 0."""
+def partial_reservations_settings(system: dict[str, str], kube: dict[str, str]) -> Settings:
+    """Homelab with only some reservations set, and no evictionHard memory.available (only
+    nodefs): the reservations that are absent count as 0."""
     raw = homelab_config()
-    raw["reservations"]["systemReserved"] = {"memory": "256Mi"}
-    raw["reservations"]["kubeReserved"] = {"cpu": "500m"}
+    raw["reservations"]["systemReserved"] = system
+    raw["reservations"]["kubeReserved"] = kube
     raw["reservations"]["evictionHard"] = {"nodefs.available": "10%"}
     raw["reservations"]["enforceNodeAllocatable"] = ["pods"]
     raw["reservations"].pop("kubeReservedCgroup", None)
@@ -35,24 +35,28 @@ def partial_reservations_settings() -> Settings:
     return parse_settings(raw)
 
 
-def test_absent_reservations_count_as_zero_in_the_allocatable_table() -> None:
-    settings = partial_reservations_settings()
-    result = allocatable(settings.reservations, 2, 4 * GI)
-    assert result == {
-        "cpu": "1500m",
-        "memory": "3840Mi",
-        "cpuFormula": "2000m - 0m - 500m = 1500m",
-        "memoryFormula": "4096Mi - 256Mi - 0Mi - 0Mi = 3840Mi",
-    }
+# systemReserved, kubeReserved; the allocatable of 2 CPUs and 4Gi; preflight's memory bytes
+PARTIAL = [
+    ({"memory": "256Mi"}, {"cpu": "500m"},
+     {"cpu": "1500m", "memory": "3840Mi", "cpuFormula": "2000m - 0m - 500m = 1500m",
+      "memoryFormula": "4096Mi - 256Mi - 0Mi - 0Mi = 3840Mi"}, (256 * MI, 0)),
+    ({"cpu": "250m"}, {"memory": "512Mi"},
+     {"cpu": "1750m", "memory": "3584Mi", "cpuFormula": "2000m - 250m - 0m = 1750m",
+      "memoryFormula": "4096Mi - 0Mi - 512Mi - 0Mi = 3584Mi"}, (0, 512 * MI)),
+]
 
 
-def test_absent_memory_reservations_are_zero_bytes_in_preflight() -> None:
-    settings = partial_reservations_settings()
-    node = settings.nodes[0]
-    script = node_scripts.preflight(settings, node).create_script
-    assert re.search(r"^SYSTEM_RESERVED_MEMORY_BYTES=268435456$", script, re.MULTILINE), script[:2000]
-    assert re.search(r"^KUBE_RESERVED_MEMORY_BYTES=0$", script, re.MULTILINE)
-    assert re.search(r"^RESERVED_MEMORY_BYTES=268435456$", script, re.MULTILINE)
+@pytest.mark.parametrize(("system", "kube", "table", "memory_bytes"), PARTIAL)
+def test_absent_reservations_count_as_zero(
+    system: dict[str, str], kube: dict[str, str], table: dict[str, str], memory_bytes: tuple[int, int],
+) -> None:
+    settings = partial_reservations_settings(system, kube)
+    assert allocatable(settings.reservations, 2, 4 * GI) == table
+    script = node_scripts.preflight(settings, settings.nodes[0]).create_script
+    system_bytes, kube_bytes = memory_bytes
+    assert re.search(rf"^SYSTEM_RESERVED_MEMORY_BYTES={system_bytes}$", script, re.MULTILINE)
+    assert re.search(rf"^KUBE_RESERVED_MEMORY_BYTES={kube_bytes}$", script, re.MULTILINE)
+    assert re.search(rf"^RESERVED_MEMORY_BYTES={system_bytes + kube_bytes}$", script, re.MULTILINE)
     assert re.search(r"^EVICTION_BASIS_POINTS=0$", script, re.MULTILINE)
 
 
