@@ -311,6 +311,8 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
         "KUBELET_BINARY": paths.KUBELET_BINARY,
         "KUBELET_RUNS_ON": kubelet_runs_on(settings, node),
         "KUBELET_RECORD": paths.KUBELET_RECORD,
+        # configure.sh reloads systemd when a file it wrote under this directory changed.
+        "SYSTEMD_DIR": paths.SYSTEMD_DIR,
         "CONTAINERD_DROPIN": paths.CONTAINERD_DROPIN,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,

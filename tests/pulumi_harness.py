@@ -151,6 +151,9 @@ class ProviderMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Registered] = []
+        # Every resource the program constructed (run_program records it in the SDK), also those
+        # whose registration had not reached the mocks when the program failed.
+        self.declared: list[Declared] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -266,7 +269,7 @@ def run_program(
     )
     pulumi.runtime.set_all_config(all_config, [f"homelab-kubelet:{k}" for k in secrets])
 
-    declared: list[Declared] = []
+    declared = mocks.declared
     original_init = pulumi.Resource.__init__
 
     def recording_init(self: pulumi.Resource, t: str, name: str, custom: bool, props: Any = None,

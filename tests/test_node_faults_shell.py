@@ -98,6 +98,8 @@ def configure_variables(node: Node) -> dict[str, shell.Value]:
         "STATIC_POD_PATH": str(node.path("kubelet.d")),
         "KUBELET_DIR": str(node.path("kubelet")),
         "KUBELET_UNIT": str(node.path("systemd", "kubelet.service")),
+        "SYSTEMD_DIR": str(node.path("systemd")),
+        "SYSTEMD_DIR": str(node.path("systemd")),
         "CONTAINERD_DROPIN": str(node.path("containerd.service.d", "10-slice.conf")),
         "CONTAINERD_CONFIG": str(node.path("etc-containerd", "config.toml")),
         "MANAGE_CONTAINERD_CGROUP_DRIVER": False,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from components import node_scripts, shell
+from components import node_scripts, paths, shell, systemd
 from components.bundle import NodeFile, pack
 from tests.test_renderers import STACKS, command_lines, stack, step_scripts, steps
 
@@ -487,6 +487,7 @@ def run_configure_bodies(
             "STATIC_POD_PATH": str(tmp_path / "kubelet.d"),
             "KUBELET_DIR": str(tmp_path / "kubelet"),
             **state_vars(tmp_path, node_scripts.CONFIGURE_AND_START),
+            "SYSTEMD_DIR": str(tmp_path / "systemd"),
             "CONTAINERD_DROPIN": str(tmp_path / "containerd.service.d" / "10-slice.conf"),
             "CONTAINERD_CONFIG": str(config),
             "MANAGE_CONTAINERD_CGROUP_DRIVER": manage_driver,
@@ -495,6 +496,7 @@ def run_configure_bodies(
         },
         *bodies,
     ) + then + "\n"
+    sock.unlink(missing_ok=True)  # left by an earlier run on the same tmp_path
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(sock))
         return subprocess.run(
@@ -505,7 +507,11 @@ def run_configure_bodies(
 
 def run_configure(
     tmp_path: Path, default_fails: bool, manage_driver: bool = True, need_daemon_reload: str = "no",
+    files: tuple[NodeFile, ...] = (),
 ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """configure.sh with stand-in containerd and systemctl and `files` as its bundle; returns the
+    run, containerd's config and the file of recorded calls. Runs again on the same tmp_path see
+    the files the earlier run wrote."""
     calls = tmp_path / "calls"
     tools = {
         # Stand-in for containerd: `config dump` shows runc without SystemdCgroup; `config default`
@@ -525,9 +531,11 @@ def run_configure(
         ),
     }
     config = tmp_path / "etc-containerd" / "config.toml"
-    config.parent.mkdir()
-    config.write_text(ORIGINAL_CONTAINERD_CONFIG)
-    result = run_configure_bodies(tmp_path, tools, ("configure.sh",), "", config, manage_driver)
+    if not config.exists():
+        config.parent.mkdir()
+        config.write_text(ORIGINAL_CONTAINERD_CONFIG)
+    result = run_configure_bodies(tmp_path, tools, ("configure.sh",), pack(list(files)) if files else "", config,
+                                  manage_driver)
     return result, config, calls
 
 
@@ -566,18 +574,67 @@ def test_configure_reloads_systemd_only_when_a_unit_changed_or_systemd_asks(
     assert "systemctl restart containerd.service" not in systemctl
 
 
+def systemctl_calls(calls: Path) -> list[str]:
+    return [line for line in calls.read_text().splitlines() if line.startswith("systemctl ")]
+
+
+@pytest.mark.parametrize("unit_changed", [True, False])
+def test_configure_reloads_systemd_when_it_wrote_a_unit(tmp_path: Path, unit_changed: bool) -> None:
+    # A changed file under SYSTEMD_DIR is what makes the reload (systemd itself says "no" here);
+    # a changed file elsewhere does not.
+    config_file = NodeFile(str(tmp_path / "kubelet" / "kubelet-config.yaml"), "0644", "kind: KubeletConfiguration\n")
+    unit = NodeFile(str(tmp_path / "systemd" / "kubelet.service"), "0644", "[Unit]\nDescription=kubelet\n")
+    files = (config_file, unit) if unit_changed else (config_file,)
+    result, _, calls = run_configure(tmp_path, default_fails=False, manage_driver=False, files=files)
+    assert result.returncode == 0, result.stderr
+    assert f"changed {config_file.path}" in result.stdout
+    systemctl = systemctl_calls(calls)
+    assert systemctl.count("systemctl daemon-reload") == (1 if unit_changed else 0), systemctl
+    assert "systemctl restart containerd.service" not in systemctl
+    # Run again with the same bundle: nothing changed, so no reload.
+    calls.unlink()
+    again, _, calls = run_configure(tmp_path, default_fails=False, manage_driver=False, files=files)
+    assert (again.returncode, again.stdout) == (0, ""), again.stderr
+    assert "systemctl daemon-reload" not in systemctl_calls(calls)
+
+
+def test_every_unit_file_is_under_the_systemd_dir_configure_watches() -> None:
+    # configure.sh reloads systemd for a changed path under SYSTEMD_DIR only.
+    for name in STACKS:
+        settings, node = stack(name)
+        step = steps(settings, node)[node_scripts.CONFIGURE_AND_START]
+        assert f"SYSTEMD_DIR={paths.SYSTEMD_DIR}\n" in step.create_script
+        for path in systemd.unit_files(settings, node):
+            assert path.startswith(paths.SYSTEMD_DIR + "/"), path
+
+
+def test_configure_restarts_containerd_after_its_dropin_changed(tmp_path: Path) -> None:
+    # The cgroup driver is left alone: the drop-in (Slice=kube.slice) alone makes the restart.
+    dropin = NodeFile(str(tmp_path / "containerd.service.d" / "10-slice.conf"), "0644", "[Service]\nSlice=kube.slice\n")
+    result, config, calls = run_configure(tmp_path, default_fails=False, manage_driver=False, files=(dropin,))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"changed {dropin.path}\n"
+    assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
+    assert systemctl_calls(calls) == [
+        "systemctl enable --quiet --no-reload kubelet.service",
+        "systemctl daemon-reload",
+        "systemctl restart containerd.service",
+    ]
+    assert "restarted containerd" in result.stderr
+    # The same drop-in again: containerd keeps running.
+    calls.unlink()
+    again, _, calls = run_configure(tmp_path, default_fails=False, manage_driver=False, files=(dropin,))
+    assert again.returncode == 0, again.stderr
+    assert "systemctl restart containerd.service" not in systemctl_calls(calls)
+
+
 def test_configure_leaves_containerd_config_alone_when_default_fails(tmp_path: Path) -> None:
     result, config, _ = run_configure(tmp_path, default_fails=True)
     assert result.returncode != 0
     assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
 
 
-def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
-    configured, config, calls = run_configure(tmp_path, default_fails=False)
-    assert configured.returncode == 0, configured.stderr
-    dropin = tmp_path / "containerd.service.d" / "10-slice.conf"
-    dropin.parent.mkdir(exist_ok=True)
-    dropin.write_text("[Service]\nSlice=kube.slice\n")
+def run_unconfigure(tmp_path: Path, config: Path, dropin: Path) -> subprocess.CompletedProcess[str]:
     _, node = stack("homelab")
     script = node_scripts.render_script(
         "unconfigure",
@@ -587,15 +644,37 @@ def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path) -> None:
          "CONTAINERD_CONFIG": str(config), "KUBELET_RECORD": str(tmp_path / "state" / "kubelet-running")},
         "unconfigure.sh", "tidy-state.sh",
     )
-    result = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", script, node_scripts.CONFIGURE_AND_START, "delete"], capture_output=True, text=True, check=False,
         env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"},
     )
+
+
+@pytest.mark.parametrize("containerd_active", [True, False])
+def test_unconfigure_gives_containerd_its_config_back(tmp_path: Path, containerd_active: bool) -> None:
+    configured, config, calls = run_configure(tmp_path, default_fails=False)
+    assert configured.returncode == 0, configured.stderr
+    dropin = tmp_path / "containerd.service.d" / "10-slice.conf"
+    dropin.parent.mkdir(exist_ok=True)
+    dropin.write_text("[Service]\nSlice=kube.slice\n")
+    # Stand-in for systemctl: records the call; `is-active` answers for containerd as systemd would.
+    (tmp_path / "bin" / "systemctl").write_text(
+        f'#!/bin/sh\necho "systemctl $*" >>{calls}\n'
+        f'[ "$1" != is-active ] || exit {0 if containerd_active else 3}\n'
+    )
+    calls.unlink()
+    result = run_unconfigure(tmp_path, config, dropin)
     assert result.returncode == 0, result.stderr
     assert config.read_text() == ORIGINAL_CONTAINERD_CONFIG
     assert not dropin.exists() and not dropin.parent.exists()
     assert not (tmp_path / "state").exists()
-    assert calls.read_text().splitlines()[-1] == "systemctl restart containerd.service"
+    systemctl = systemctl_calls(calls)
+    # A running containerd is restarted onto its own config; a stopped one stays stopped.
+    tail = ["systemctl daemon-reload", "systemctl is-active --quiet containerd.service"]
+    if containerd_active:
+        tail.append("systemctl restart containerd.service")
+    assert systemctl[-len(tail):] == tail, systemctl
+    assert ("systemctl restart containerd.service" in systemctl) == containerd_active, systemctl
 
 
 def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) -> None:

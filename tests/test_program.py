@@ -313,17 +313,28 @@ def test_imported_ca_is_used_and_not_generated() -> None:
     client_cert(run, "k8s-node1").verify_directly_issued_by(ca)
 
 
+def failed_run(config: dict[str, Any], secrets: dict[str, str], extra: dict[str, str] | None = None,
+               ) -> tuple[str, ProviderMocks]:
+    """Run the program expecting the RunError that reports bad configuration (the engine shows
+    its message alone, without a traceback), and check that no resource came before it."""
+    mocks = ProviderMocks()
+    with pytest.raises(pulumi.RunError) as failure:
+        run_program(config, secrets, extra_config=extra, mocks=mocks)
+    # Exactly RunError: a SettingsError (a ValueError) that escaped would be a traceback.
+    assert type(failure.value) is pulumi.RunError, repr(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__, "raised `from None`"
+    assert mocks.declared == [], [d.name for d in mocks.declared]  # refused before any resource is built
+    assert mocks.resources == []
+    return str(failure.value), mocks
+
+
 def test_invalid_config_fails_before_any_resource() -> None:
     config = copy.deepcopy(homelab_with_key())
     config["nodes"][1]["podCIDR"] = "10.200.1.0/33"
     config["reservations"]["kubeReserved"]["memory"] = "256MB"
-    with pytest.raises(Exception) as failure:
-        run_program(config, HOMELAB_SECRETS)
-    message = str(failure.value)
+    message, _ = failed_run(config, HOMELAB_SECRETS)
     assert "nodes[1].podCIDR" in message and "10.200.1.0/33" in message
     assert "reservations.kubeReserved.memory" in message and "256MB" in message
-    # Nothing registered at all: the error comes before the first resource.
-    assert "cluster" not in message
 
 
 def test_private_key_file_is_read_as_a_secret(tmp_path: Any) -> None:
@@ -335,13 +346,6 @@ def test_private_key_file_is_read_as_a_secret(tmp_path: Any) -> None:
     connection = run.resource(f"k8s-node1-{PREFLIGHT}").inputs["connection"]
     assert "from-file" in unwrap(connection)["privateKey"]
     assert run.private_key_secret == [True] * len(NODES)
-
-
-def failed_run(config: dict[str, Any], secrets: dict[str, str], extra: dict[str, str]) -> tuple[str, ProviderMocks]:
-    mocks = ProviderMocks()
-    with pytest.raises(pulumi.RunError) as failure:
-        run_program(config, secrets, extra_config=extra, mocks=mocks)
-    return str(failure.value), mocks
 
 
 def test_a_misspelt_top_level_key_is_refused_with_the_closest_known_key() -> None:

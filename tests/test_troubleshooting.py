@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.hints import catalogue_hints, reported_entries
 from components.troubleshooting import (
@@ -328,8 +329,18 @@ def test_catalogue_is_loaded_once() -> None:
 
 
 def test_shipped_catalogue_file_validates() -> None:
-    catalogue = load_catalogue(DEFAULT_CATALOGUE_PATH)
-    assert catalogue == default_catalogue()
+    # Against the file as plain YAML (not through the loader): every entry, in order, every field
+    # as written, the defaults only where the file leaves a field out.
+    raw = yaml.safe_load(DEFAULT_CATALOGUE_PATH.read_text(encoding="utf-8"))
+    loaded = default_catalogue()
+    assert [entry.id for entry in loaded.entries] == [item["id"] for item in raw["entries"]]
+    for entry, item in zip(loaded.entries, raw["entries"], strict=True):
+        assert {
+            "id": entry.id, "title": entry.title, "severity": entry.severity.value, "source": entry.source,
+            "patterns": [pattern.pattern for pattern in entry.patterns], "cause": entry.cause, "fix": entry.fix,
+            "min_matching_lines": entry.min_matching_lines,
+        } == {"min_matching_lines": 1, **item}, entry.id
+    assert load_catalogue(DEFAULT_CATALOGUE_PATH) == loaded
 
 
 VALID_ENTRY = """\

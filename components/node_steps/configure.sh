@@ -42,7 +42,7 @@ fi
 # One daemon-reload for everything (each costs seconds on a small node). Also when a unit file is
 # newer than what systemd loaded: a run interrupted after writing it left no "changed" line.
 systemctl enable --quiet --no-reload kubelet.service || fail "systemctl enable kubelet.service failed"
-case " ${CHANGED[*]} " in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
+case " ${CHANGED[*]} " in *" $SYSTEMD_DIR/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
 if [ "$systemd_changed" = true ] || [ "$containerd_changed" = true ] ||
   systemctl show -p NeedDaemonReload --value kubelet.service containerd.service | grep -qx yes; then
   systemctl daemon-reload

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import api, mirror, paths
+from lab import api, health, mirror, paths
 
 VERSION = "v1.30.1"
 ARCH = "amd64"
@@ -81,8 +81,11 @@ SYSTEM_SLICE_V1_DIRS = "/sys/fs/cgroup/cpuset/system.slice /sys/fs/cgroup/hugetl
 @dataclass
 class Outcome:
     log: str
-    still_running: bool
+    still_running: bool  # the unit is `active` at the end (not `activating`)
     healthz: str
+    # Only for expect="healthz": active and /healthz ok at the first ok and after a settle window of
+    # at least health.SETTLE_SECONDS, with NRestarts unchanged (lab/health.py).
+    healthy: bool = False
 
 
 def toolchain_kubelet() -> Path:
@@ -131,7 +134,8 @@ true""", timeout=120)
 def run_case(node: str, case: str, config: str, expect: str, timeout: float = 300,
              settle: float = 0.0, prepare: str = "true", undo: str = "true") -> Outcome:
     """Starts the kubelet with ``config``; waits until its log matches the regex ``expect`` (or
-    /healthz answers when ``expect`` is ``"healthz"``); returns the log; always cleans up."""
+    /healthz answers when ``expect`` is ``"healthz"``), then ``settle`` seconds (for
+    ``"healthz"`` at least health.SETTLE_SECONDS); returns the log; always cleans up."""
     unit = f"lab-kubelet-{case}"
     _cleanup(node, unit)
     api.ssh(node, prepare, check=True)
@@ -141,25 +145,32 @@ def run_case(node: str, case: str, config: str, expect: str, timeout: float = 30
                       f"--config=/etc/lab-kubelet-case/config.yaml --v=2", input=config)
     assert r.returncode == 0, r.stderr
     logcmd = f"journalctl --no-pager -o cat --since=@{since} _SYSTEMD_UNIT={unit}.service + UNIT={unit}.service"
+
+    def look() -> tuple[str, health.UnitSample]:
+        # One ssh: the unit's state, then the log, then /healthz.
+        q = api.ssh(node, f"{health.show_command(unit + '.service')}; echo '>>>LOG'; {logcmd}; echo '>>>HEALTHZ'; "
+                          "curl -fsS -m 5 http://127.0.0.1:10248/healthz || true")
+        show, _, rest = q.stdout.partition(">>>LOG\n")
+        log, _, healthz = rest.partition(">>>HEALTHZ\n")
+        return log, health.sample(show, healthz)
+
     deadline = time.monotonic() + timeout
-    log, healthz = "", ""
     try:
         while True:
-            q = api.ssh(node, f"{logcmd}; echo '>>>HEALTHZ'; curl -fsS -m 5 http://127.0.0.1:10248/healthz || true")
-            log, _, healthz = q.stdout.partition(">>>HEALTHZ\n")
-            healthz = healthz.strip()
-            if (expect == "healthz" and healthz == "ok") or (expect != "healthz" and re.search(expect, log)):
+            log, first = look()
+            if (expect == "healthz" and first.healthz == "ok") or (expect != "healthz" and re.search(expect, log)):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"kubelet case {case}: no {expect!r} within {timeout}s; log:\n{log[-6000:]}")
             time.sleep(3)
+        if expect == "healthz":
+            settle = max(settle, health.SETTLE_SECONDS)
+        last = first
         if settle:
             time.sleep(settle)
-            q = api.ssh(node, f"{logcmd}; echo '>>>HEALTHZ'; curl -fsS -m 5 http://127.0.0.1:10248/healthz || true")
-            log, _, healthz = q.stdout.partition(">>>HEALTHZ\n")
-            healthz = healthz.strip()
-        active = api.ssh(node, f"systemctl is-active {unit}").stdout.strip() in ("active", "activating")
-        return Outcome(log, active, healthz)
+            log, last = look()
+        healthy = expect == "healthz" and health.is_healthy(first, last)
+        return Outcome(log, health.is_running(last.active_state), last.healthz, healthy)
     finally:
         _cleanup(node, unit)
         api.ssh(node, undo)

@@ -63,6 +63,7 @@ def kubelet_v2(lab_v2: api.LabInfo) -> str:
 
 def test_kubelet_healthy_minimal_config(kubelet_v2: str) -> None:
     out = kc.run_case(NODE, "healthy", kc.BASE, "healthz")
+    assert out.healthy, out  # active, /healthz ok and no restart over the settle window
     assert out.healthz == "ok"
     assert out.still_running
 
@@ -73,7 +74,7 @@ def test_kubelet_unknown_field_is_logged_and_ignored(kubelet_v2: str) -> None:
     #   err="strict decoding error: unknown field \"notAKubeletField\""
     assert "Using lenient decoding as strict decoding failed" in out.log
     assert 'strict decoding error: unknown field \\"notAKubeletField\\"' in out.log
-    assert out.healthz == "ok" and out.still_running  # it goes on
+    assert out.healthy and out.healthz == "ok" and out.still_running  # it goes on
 
 
 def test_kubelet_webhook_authn_without_kubeconfig(kubelet_v2: str) -> None:

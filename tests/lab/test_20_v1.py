@@ -50,7 +50,8 @@ def kubelet_v1(lab_v1: api.LabInfo) -> str:
 
 def test_kubelet_healthy_minimal_config(kubelet_v1: str) -> None:
     out = kc.run_case(NODE, "healthy", kc.BASE, "healthz")
-    assert out.healthz == "ok"
+    assert out.healthy, out  # active, /healthz ok and no restart over the settle window
+    assert out.healthz == "ok" and out.still_running
 
 
 def test_kubelet_kube_reserved_cgroup_missing(kubelet_v1: str) -> None:

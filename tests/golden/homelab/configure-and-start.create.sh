@@ -12,6 +12,7 @@ KUBELET_DIR=/var/lib/kubelet
 KUBELET_BINARY=/usr/bin/kubelet
 KUBELET_RUNS_ON=(/usr/bin/kubelet /var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-config.yaml /etc/systemd/system/kubelet.service /etc/systemd/system/kube.slice /etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf /etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf /usr/local/libexec/homelab-kubelet/prepare-cgroups /etc/containerd/config.toml)
 KUBELET_RECORD=/var/lib/homelab-kubelet/kubelet-running
+SYSTEMD_DIR=/etc/systemd/system
 CONTAINERD_DROPIN=/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 MANAGE_CONTAINERD_CGROUP_DRIVER=true
@@ -488,7 +489,7 @@ fi
 # One daemon-reload for everything (each costs seconds on a small node). Also when a unit file is
 # newer than what systemd loaded: a run interrupted after writing it left no "changed" line.
 systemctl enable --quiet --no-reload kubelet.service || fail "systemctl enable kubelet.service failed"
-case " ${CHANGED[*]} " in *"/etc/systemd/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
+case " ${CHANGED[*]} " in *" $SYSTEMD_DIR/"*) systemd_changed=true ;; *) systemd_changed=false ;; esac
 if [ "$systemd_changed" = true ] || [ "$containerd_changed" = true ] ||
   systemctl show -p NeedDaemonReload --value kubelet.service containerd.service | grep -qx yes; then
   systemctl daemon-reload

@@ -12,6 +12,7 @@ KUBELET_DIR=/var/lib/kubelet
 KUBELET_BINARY=/usr/bin/kubelet
 KUBELET_RUNS_ON=(/usr/bin/kubelet /var/lib/kubernetes/ca.pem /var/lib/kubelet/k8s-node1.pem /var/lib/kubelet/k8s-node1-key.pem /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-config.yaml /etc/systemd/system/kubelet.service /etc/systemd/system/kube.slice /etc/systemd/system/system.slice.d/10-homelab-kubelet-reserved.conf /etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf /usr/local/libexec/homelab-kubelet/prepare-cgroups /etc/containerd/config.toml)
 KUBELET_RECORD=/var/lib/homelab-kubelet/kubelet-running
+SYSTEMD_DIR=/etc/systemd/system
 CONTAINERD_DROPIN=/etc/systemd/system/containerd.service.d/10-homelab-kubelet-slice.conf
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 MANAGE_CONTAINERD_CGROUP_DRIVER=true
