@@ -61,10 +61,12 @@ def _event_dict(event: auto.EngineEvent) -> dict[str, Any]:
 
 
 class LabStack:
-    def __init__(self, work: Path, info: lab.LabInfo) -> None:
+    def __init__(self, work: Path, info: lab.LabInfo, state_dir: Path | None = None) -> None:
+        """A checkout of the project in `work`, with its own file backend there unless `state_dir`
+        names another's (two checkouts of one stack)."""
         self.info = info
         self.project = copy_project(work / "project", ("Pulumi.lab.yaml",))
-        self.state_dir = work / "state"
+        self.state_dir = state_dir or work / "state"
         self.runs: list[Run] = []
         self.stack = project_stack(self.project, "lab", self.state_dir, PASSPHRASE)
         # Pin each VM's SSH host key: the provider then refuses any other host.

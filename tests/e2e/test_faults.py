@@ -8,14 +8,18 @@ a catalogue hint (health check).
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pulumi import automation as auto
 
 from components import node_scripts
 from lab import api as lab
-from tests.e2e.harness import NODES, LabStack, node_ssh, reset_nodes
+from tests.e2e.harness import NODES, LabStack, Run, kubelet_start_stamp, node_clock, node_ssh, reset_nodes
 from tests.toolchain import require_kubelet
 
 pytestmark = pytest.mark.e2e
@@ -151,3 +155,199 @@ def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> N
     assert node_ssh("k8s-node1", "ls -a /var/lib/kubelet | grep -c '^\\.kubelet-config' || true") == "0"
     stack.up()
     assert node_ssh("k8s-node1", "systemctl is-active kubelet.service") == "active"
+
+
+# --- node-side faults: a full disk, a dropped connection, two runs at once -----------------------
+
+UNIT = "/etc/systemd/system/kubelet.service"
+
+
+def set_label(stack: LabStack, node_index: int, value: str) -> None:
+    stack.set(f"nodes[{node_index}].labels.homelab-kubelet/fault-case", value)
+
+
+class Watcher(threading.Thread):
+    """A command on a node, run in the background; its result is in `.result` once joined."""
+
+    def __init__(self, node: str, command: str, timeout: int) -> None:
+        super().__init__()
+        self.node, self.command, self.timeout = node, command, timeout
+        self.result: subprocess.CompletedProcess[str] | None = None
+
+    def run(self) -> None:
+        self.result = lab.ssh(self.node, self.command, timeout=self.timeout)
+
+
+def drop_connection_when(node: str, condition: str, timeout: int = 400) -> Watcher:
+    """Watch `node` for a configure-and-start update (its pid is in the project's lock file) and,
+    once `condition` (shell) holds, kill the sshd session process that runs it: the connection
+    drops as it would on a network fault, and the step sees it at its next write."""
+    watcher = (
+        "started=$(systemctl show -p ExecMainStartTimestampMonotonic --value kubelet); "
+        f"for _ in $(seq 1 {timeout * 10}); do "
+        "holder=$(cat /var/lib/homelab-kubelet/lock 2>/dev/null || true); "
+        'case "$holder" in "configure-and-start (update)"*) '
+        'pid=${holder##*pid }; '
+        # The step runs under the login shell that runs the command: kill the sshd session above.
+        f"if {condition}; then p=$pid; while [ -n \"$p\" ] && [ \"$p\" != 1 ]; do "
+        "p=$(ps -o ppid= -p \"$p\" | tr -d ' '); "
+        'case "$(ps -o cmd= -p "$p")" in "sshd: "*@*) kill -9 "$p"; echo dropped; exit 0 ;; esac; done; fi ;; esac; '
+        "sleep 0.1; done; echo 'watcher: condition never held'; exit 1"
+    )
+    thread = Watcher(node, watcher, timeout + 60)
+    thread.start()
+    return thread
+
+
+def test_full_disk_and_dropped_connections_leave_the_previous_configuration(converged: LabStack) -> None:
+    stack = converged
+    node, index = "k8s-node1", 1
+    before = node_ssh(node, f"sha256sum {UNIT}")
+    started = kubelet_start_stamp(node)
+    set_label(stack, index, "one")
+    try:
+        # A full /: the step fails with its own message; the unit and the running kubelet stay.
+        try:
+            # Every free block, the ones reserved for root too (the steps run as root).
+            node_ssh(node, "fallocate -l $(( $(stat -f -c '%f*%S' /) - 67108864 )) /fill && "
+                           "{ dd if=/dev/zero of=/fill2 bs=1M 2>/dev/null; dd if=/dev/zero of=/fill3 bs=4k 2>/dev/null; "
+                           "sync; } || true")
+            message = failed_up(stack)
+        finally:
+            node_ssh(node, "rm -f /fill /fill2 /fill3")
+        assert re.search(r"ERROR \[k8s-node1\]: cannot [^\n]*is it full\?|is its filesystem full\?", message), message[-3000:]
+        assert node_ssh(node, f"sha256sum {UNIT}") == before
+        assert kubelet_start_stamp(node) == started
+        # No temp file and no rollback copy left behind.
+        assert node_ssh(node, "find /etc/systemd/system /var/lib/homelab-kubelet -maxdepth 1 -name '.*' | wc -l") == "0"
+
+        # The connection drops while configure writes, then while the kubelet is health-checked.
+        for when, condition in (
+            ("configure", f'[ "$(sha256sum {UNIT})" != "{before}" ]'),
+            # The kubelet was restarted (its start time, read when the watcher starts, changed).
+            ("health check", '[ "$(systemctl show -p ExecMainStartTimestampMonotonic --value kubelet)" != "$started" ]'),
+        ):
+            since = node_clock(node)
+            watcher = drop_connection_when(node, condition)
+            message = failed_up(stack)
+            watcher.join()
+            assert watcher.result is not None and "dropped" in watcher.result.stdout, (when, watcher.result)
+            # The step notices at its next write and rolls back under the node lock: wait for it.
+            node_ssh(node, "flock -w 300 /var/lib/homelab-kubelet/lock true")
+            # The node rolled back by itself: the previous unit, the kubelet active on it, and a
+            # journal line saying so (nobody read the step's stderr).
+            assert node_ssh(node, f"sha256sum {UNIT}") == before, when
+            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", when
+            journal = node_ssh(node, f"journalctl -t homelab-kubelet --since @{since} -o cat --no-pager")
+            assert "configure-and-start on k8s-node1 failed" in journal and "rolled back" in journal, (when, journal)
+            assert node_ssh(node, "ls -a /var/lib/homelab-kubelet | grep -c '^\\.rollback' || true") == "0"
+        # The next `up` converges: the label is applied.
+        stack.up()
+        assert "homelab-kubelet/fault-case=one" in node_ssh(node, f"cat {UNIT}")
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+    finally:
+        stack.set_object("nodes", [{k: v for k, v in n.items() if k != "labels"} for n in stack.config_object("nodes")])
+
+
+def test_two_stacks_applying_to_one_node_at_once_take_turns(converged: LabStack, tmp_path: Path) -> None:
+    """Two backends (a person's and a CI job's) that both name k8s-node1. One backend would not
+    do: Pulumi itself locks a stack while an update runs."""
+    first = converged
+    second = LabStack(tmp_path, first.info)
+    node, index = "k8s-node1", 1
+    second.set_object("nodes", [n for n in second.config_object("nodes") if n["name"] == node])
+    second.set("nodes[0].hostKey", first.info.node(node).host_key("ssh-ed25519"))
+    set_label(first, index, "first")
+    set_label(second, 0, "second")
+    runs: dict[str, Run | Exception] = {}
+
+    def apply(name: str, stack: LabStack) -> None:
+        try:
+            runs[name] = stack.up()
+        except auto.errors.CommandError as error:
+            runs[name] = error
+
+    try:
+        threads = [threading.Thread(target=apply, args=item) for item in (("first", first), ("second", second))]
+        threads[0].start()
+        # The second starts once the first's configure-and-start holds the node (for ~40 s).
+        node_ssh(node, "for _ in $(seq 1 3000); do case \"$(cat /var/lib/homelab-kubelet/lock 2>/dev/null)\" in "
+                       "'configure-and-start (update)'*) ! flock -n /var/lib/homelab-kubelet/lock true && exit 0 ;; esac; "
+                       "sleep 0.1; done; exit 1")
+        threads[1].start()
+        for thread in threads:
+            thread.join()
+        # The node lock made one wait for the other: both succeed, and one says it waited.
+        finished: dict[str, int] = {}
+        stderr: list[str] = []
+        for name, run in runs.items():
+            assert isinstance(run, Run), (name, str(run)[-3000:])
+            for event in run.events:
+                outputs = event.res_outputs_event
+                if outputs is None or outputs.metadata.new is None or f"::{node}-" not in outputs.metadata.urn:
+                    continue
+                stderr.append(str((outputs.metadata.new.outputs or {}).get("stderr", "")))
+                if outputs.metadata.urn.endswith(f"::{node}-configure-and-start"):
+                    finished[name] = event.timestamp
+        assert set(finished) == {"first", "second"}, finished
+        assert any("waiting up to 600s for another homelab-kubelet run on this node (configure-and-start (update)"
+                   in text for text in stderr), stderr
+        # The node holds what the configure that ran last wrote, whole.
+        last = max(finished, key=lambda name: finished[name])
+        assert f"homelab-kubelet/fault-case={last}" in node_ssh(node, f"cat {UNIT}")
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+    finally:
+        second.destroy(exclude_protected=True)
+        first.set_object("nodes", [{k: v for k, v in n.items() if k != "labels"} for n in first.config_object("nodes")])
+    # Back to the first stack's credentials and configuration (the second stack's may have won).
+    credentials = next(r["urn"] for r in first.resources() if r["urn"].endswith(f"::{node}-credentials"))
+    first.up(replace=[credentials])
+    assert "homelab-kubelet/fault-case" not in node_ssh(node, f"cat {UNIT}")
+
+
+def ca_pem(stack: LabStack) -> str:
+    for resource in stack.resources():
+        if resource["type"] == "tls:index/selfSignedCert:SelfSignedCert":
+            return str(resource["outputs"]["certPem"])
+    raise AssertionError("no CA in the state")
+
+
+def test_what_the_project_did_not_write_survives_node_removal_and_destroy(stack: LabStack) -> None:
+    """Runs last in this module: it ends with a destroy."""
+    if not any(r["type"] == "tls:index/selfSignedCert:SelfSignedCert" for r in stack.resources()):
+        stack.up()
+    ca = ca_pem(stack)
+    stack.fresh_nodes()
+    # k8s-master as in Kubernetes the Hard Way: the cluster CA and an API server unit naming it.
+    node_ssh("k8s-master", f"mkdir -p /var/lib/kubernetes && printf %s {shlex.quote(ca)} >/var/lib/kubernetes/ca.pem && "
+             "printf '[Service]\\nExecStart=/usr/local/bin/kube-apiserver --client-ca-file=/var/lib/kubernetes/ca.pem\\n'"
+             " >/etc/systemd/system/kube-apiserver.service")
+    # k8s-node2 built by hand before: its own kubelet binary and unit, the operator's containerd
+    # config (runc without SystemdCgroup), and a hostname JSON must escape.
+    node_ssh("k8s-node2", "printf '#!/bin/sh\\necho runbook kubelet\\n' >/usr/bin/kubelet && chmod 0755 /usr/bin/kubelet && "
+             "printf '[Service]\\nExecStart=/usr/bin/kubelet --runbook\\n' >/etc/systemd/system/kubelet.service && "
+             "{ echo '# the operator'\"'\"'s containerd config'; containerd config default; } >/etc/containerd/config.toml && "
+             "systemctl restart containerd && hostname 'k8s\"node\\2'")
+    planted = {path: node_ssh("k8s-node2", f"sha256sum {path}")
+               for path in ("/usr/bin/kubelet", UNIT, "/etc/containerd/config.toml")}
+    nodes = stack.config_object("nodes")
+    try:
+        stack.up()
+        # The facts JSON carries the odd hostname through to the `nodes` output.
+        summary = stack.stack.outputs()["nodes"].value
+        assert summary["k8s-node2"]["facts"]["hostname"] == 'k8s"node\\2', summary["k8s-node2"]["facts"]
+        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+        # Node removal: its steps' deletes put back what the project replaced.
+        stack.set_object("nodes", [n for n in nodes if n["name"] != "k8s-node2"])
+        stack.up()
+        for path, digest in planted.items():
+            assert node_ssh("k8s-node2", f"sha256sum {path}") == digest, path
+        assert node_ssh("k8s-node2", "ls /var/lib/homelab-kubelet 2>/dev/null || echo gone") == "gone"
+        # Destroy: the control plane's CA stays on k8s-master (adopted, and named by its API server).
+        stack.destroy(exclude_protected=True)
+        assert node_ssh("k8s-master", "cat /var/lib/kubernetes/ca.pem") == ca.strip()
+        assert node_ssh("k8s-master", "ls /var/lib/kubelet/kubeconfig 2>/dev/null || echo gone") == "gone"
+    finally:
+        node_ssh("k8s-node2", "hostname k8s-node2; rm -f /etc/containerd/config.toml; systemctl restart containerd")
+        node_ssh("k8s-master", "rm -f /etc/systemd/system/kube-apiserver.service /var/lib/kubernetes/ca.pem")
+        stack.set_object("nodes", nodes)
