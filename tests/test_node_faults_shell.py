@@ -99,7 +99,6 @@ def configure_variables(node: Node) -> dict[str, shell.Value]:
         "KUBELET_DIR": str(node.path("kubelet")),
         "KUBELET_UNIT": str(node.path("systemd", "kubelet.service")),
         "SYSTEMD_DIR": str(node.path("systemd")),
-        "SYSTEMD_DIR": str(node.path("systemd")),
         "CONTAINERD_DROPIN": str(node.path("containerd.service.d", "10-slice.conf")),
         "CONTAINERD_CONFIG": str(node.path("etc-containerd", "config.toml")),
         "MANAGE_CONTAINERD_CGROUP_DRIVER": False,
