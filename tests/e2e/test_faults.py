@@ -327,7 +327,9 @@ def test_what_the_project_did_not_write_survives_node_removal_and_destroy(stack:
     node_ssh("k8s-node2", "printf '#!/bin/sh\\necho runbook kubelet\\n' >/usr/bin/kubelet && chmod 0755 /usr/bin/kubelet && "
              "printf '[Service]\\nExecStart=/usr/bin/kubelet --runbook\\n' >/etc/systemd/system/kubelet.service && "
              "{ echo '# the operator'\"'\"'s containerd config'; containerd config default; } >/etc/containerd/config.toml && "
-             "systemctl restart containerd && hostname 'k8s\"node\\2'")
+             "systemctl restart containerd && "
+             # hostname(1) refuses such a name; the kernel takes it.
+             "printf %s 'k8s\"node\\2' >/proc/sys/kernel/hostname")
     planted = {path: node_ssh("k8s-node2", f"sha256sum {path}")
                for path in ("/usr/bin/kubelet", UNIT, "/etc/containerd/config.toml")}
     nodes = stack.config_object("nodes")
@@ -336,6 +338,10 @@ def test_what_the_project_did_not_write_survives_node_removal_and_destroy(stack:
         # The facts JSON carries the odd hostname through to the `nodes` output.
         summary = stack.stack.outputs()["nodes"].value
         assert summary["k8s-node2"]["facts"]["hostname"] == 'k8s"node\\2', summary["k8s-node2"]["facts"]
+        # The facts are the node's own: memory and CPUs as the kernel reports them.
+        facts = summary["k8s-node2"]["facts"]
+        mem_kb = int(node_ssh("k8s-node2", "awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
+        assert (facts["memoryBytes"], facts["cpus"]) == (mem_kb * 1024, int(node_ssh("k8s-node2", "nproc"))), facts
         assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
         # Node removal: its steps' deletes put back what the project replaced.
         stack.set_object("nodes", [n for n in nodes if n["name"] != "k8s-node2"])
