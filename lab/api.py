@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.settings.host_keys import ssh_strings
 from lab import image as image_mod
 from lab import mirror, paths, proc, vm
 from lab.progress import Progress
@@ -186,16 +187,9 @@ _FACT_DONE = re.compile(r"LAB-FIRSTBOOT-DONE (\S+)\r?\n")
 def _is_whole_key_blob(kind: str, blob: bytes) -> bool:
     """True when ``blob`` is a complete SSH public key of ``kind``: length-prefixed strings that
     use up every byte, the first naming the key type (a truncated blob fails this)."""
-    fields: list[bytes] = []
-    i = 0
-    while i < len(blob):
-        if i + 4 > len(blob):
-            return False
-        n = int.from_bytes(blob[i:i + 4], "big")
-        if i + 4 + n > len(blob):
-            return False
-        fields.append(blob[i + 4:i + 4 + n])
-        i += 4 + n
+    fields = ssh_strings(blob)
+    if fields is None:
+        return False
     return len(fields) >= 2 and fields[0] == kind.encode() and all(fields[1:])
 
 

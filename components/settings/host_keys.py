@@ -19,7 +19,7 @@ _ECDSA = {
 PINNABLE_KEY_TYPES = ("ssh-ed25519", *_ECDSA)
 
 
-def _ssh_strings(blob: bytes) -> list[bytes] | None:
+def ssh_strings(blob: bytes) -> list[bytes] | None:
     """The length-prefixed strings of an SSH wire-format blob, or None when it does not split whole."""
     fields: list[bytes] = []
     position = 0
@@ -48,7 +48,7 @@ def public_key_problem(key_type: str, encoded: str) -> str | None:
         blob = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         return "the key is not valid base64"
-    fields = _ssh_strings(blob)
+    fields = ssh_strings(blob)
     if not fields or fields[0] != key_type.encode():
         return f"the key data is not a whole {key_type} key (truncated, or another key type)"
     if key_type == "ssh-ed25519":
