@@ -853,7 +853,7 @@ def test_known_hosts_prefers_ed25519_and_skips_rsa() -> None:
 
 def test_hashed_entries_as_ssh_keygen_writes_them(tmp_path: Any) -> None:
     if shutil.which("ssh-keygen") is None:
-        pytest.skip("ssh-keygen is not installed")
+        pytest.fail("ssh-keygen is missing: apt-get install -y openssh-client (scripts/setup does)")
     known = tmp_path / "known_hosts"
     known.write_text(f"k8s-master {ED25519_KEY}\n[k8s-node1]:2222 {ED25519_KEY}\n")
     subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
