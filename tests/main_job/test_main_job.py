@@ -49,6 +49,7 @@ def test_readme_session_is_the_one_the_main_job_runs() -> None:
     assert commands == [
         'eval "$(scripts/toolchain env)"',
         "export PULUMI_CONFIG_PASSPHRASE=homelab-kubelet-lab",
+        "mkdir -p .pulumi-state",
         "pulumi login file://$PWD/.pulumi-state",
         "pulumi stack select --create lab",
         "pulumi preview --diff --stack lab",
