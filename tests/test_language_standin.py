@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -36,13 +37,14 @@ VENV = REPO / "venv"
 
 pytestmark = pytest.mark.timeout(120)
 
-# Writes what it was started with to $RECORD and exits with the code of an `exit=N` argument.
+# Writes what it was started with to $RECORD, sleeps `sleep=S` seconds, exits with `exit=N`'s code.
 RECORDER = """\
-import json, os, sys
+import json, os, sys, time
 keys = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS", "VIRTUAL_ENV", "PATH", "PYTHONHOME")
 with open(os.environ["RECORD"], "w") as f:
     json.dump({"argv": sys.argv, "executable": sys.executable, "cwd": os.getcwd(),
                "env": {k: os.environ[k] for k in keys if k in os.environ}}, f)
+time.sleep(next((float(arg[6:]) for arg in sys.argv if arg.startswith("sleep=")), 0))
 sys.exit(next((int(arg[5:]) for arg in sys.argv if arg.startswith("exit=")), 0))
 """
 
@@ -247,6 +249,19 @@ def test_run_reports_the_programs_exit(tmp_path: Path, bin_dir: Path, project: P
         assert outcome(0) == ("", False)
         assert outcome(32) == ("", True)  # the shim has shown the error already: the CLI says no more
         assert outcome(3) == ("program exited with non-zero exit code: 3", False)
+
+
+def test_an_interrupt_lets_the_running_program_finish_then_stops_the_host(
+    tmp_path: Path, bin_dir: Path, project: Path, engine: tuple[FakeEngine, str]
+) -> None:
+    with start_host(bin_dir, engine[1], env={"RECORD": str(tmp_path / "record.json")}) as host:
+        run = host.stub.Run.future(run_request(project, args=["sleep=3"]))
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "record.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        host.proc.send_signal(signal.SIGINT)  # the CLI's Ctrl-C reaches the whole process group
+        assert run.result(timeout=60).error == ""  # not killed: graceful stop
+        assert host.proc.wait(timeout=30) == 0
 
 
 def test_run_needs_the_engine_address_or_a_handshake(

@@ -53,6 +53,7 @@ CONFIG_SECRET_KEYS_VAR = "PULUMI_CONFIG_SECRET_KEYS"
 USER_ACTIONABLE_EXIT = 32
 MAX_MESSAGE = 400 * 1024 * 1024  # rpcutil's limit
 HEALTH_INTERVAL_SECONDS = 300.0  # rpcutil.Healthcheck(ctx, engine, 5*time.Minute, cancel)
+GRACEFUL_STOP_SECONDS = 24 * 3600.0  # grpc's GracefulStop waits without a limit
 MINIMUM_PYTHON = (3, 7, 0)
 NOT_IMPLEMENTED = "not implemented by the homelab-kubelet stand-in"
 # Packages known to have no plugin (the real host's packagesWithoutPlugins).
@@ -943,7 +944,13 @@ def main(argv: list[str]) -> int:
             fail(f"missing executor {executor}: stat {executor}: no such file or directory")
     engine_address = args[0] if args else ""
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def interrupted(*_: object) -> None:
+        # signal.NotifyContext: the first interrupt stops serving, a second one kills (the default).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupted)
     if engine_address:
         start_healthcheck(engine_address, stop)
     server = grpc.server(
@@ -962,7 +969,8 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
     stop.wait()
-    server.stop(grace=None).wait()
+    # GracefulStop: no new calls, the ones running (a Run whose program got the interrupt too) finish.
+    server.stop(grace=GRACEFUL_STOP_SECONDS).wait()
     return 0
 
 
