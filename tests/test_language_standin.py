@@ -330,6 +330,34 @@ def test_bad_runtime_options_are_refused(bin_dir: Path, project: Path, engine: t
         assert refusal(virtualenv=3) == "virtualenv option must be a string"
 
 
+# --- dependencies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_install_dependencies_streams_its_steps_and_fails_with_the_commands_error(
+    tmp_path: Path, bin_dir: Path, engine: tuple[FakeEngine, str], terminal: bool
+) -> None:
+    # `python3 -m venv` (here a python that refuses) comes first; on a terminal, one pty carries
+    # stdout and stderr, sent as stdout (rpcutil.MakeInstallDependenciesStreams).
+    python = tmp_path / "python3"
+    python.write_text("#!/bin/sh\necho 'venv: refused' >&2\nexit 3\n")
+    python.chmod(0o755)
+    project = tmp_path / "fresh"
+    project.mkdir()
+    with start_host(bin_dir, engine[1], env={"PULUMI_PYTHON_CMD": str(python)}) as host:
+        stream = host.stub.InstallDependencies(language_pb2.InstallDependenciesRequest(
+            info=info(project, **PIP_VENV), is_terminal=terminal))
+        out, err = b"", b""
+        with pytest.raises(grpc.RpcError) as failure:
+            for message in stream:
+                out, err = out + message.stdout, err + message.stderr
+    assert failure.value.details() == f"creating virtual environment at '{project / 'venv'}': exit status 3"
+    text = (out + err).replace(b"\r\n", b"\n").decode()
+    assert text.startswith("Installing dependencies...\n\nCreating virtual environment...\n")
+    assert "venv: refused" in text
+    assert (err == b"") is terminal  # a terminal has one stream
+
+
 # --- about, dependencies, prompts -------------------------------------------------------------
 
 

@@ -391,15 +391,29 @@ class _Streamer:
 def _run_streaming(
     argv: list[str], cwd: str, env: dict[str, str] | None, info: Writer, error: Writer
 ) -> tuple[int, bytes]:
-    """Run with stdout to `info`, stderr to `error` (and kept): (exit code, stderr)."""
+    """Run with stdout to `info`, stderr to `error` (and kept): (exit code, stderr). A writer that
+    is a terminal (`TerminalWriter`) is the child's stdout itself, as Go's exec hands an *os.File
+    to the child; stderr always goes through a pipe (Go: an io.MultiWriter with the buffer)."""
     kept: list[bytes] = []
-    proc = subprocess.Popen(argv, cwd=cwd or None, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    out = _Streamer(proc.stdout, info)
+    terminal = info.fd if isinstance(info, TerminalWriter) else None
+    proc = subprocess.Popen(argv, cwd=cwd or None, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if terminal is None else terminal, stderr=subprocess.PIPE)
+    out = _Streamer(proc.stdout, info) if terminal is None else None
     err = _Streamer(proc.stderr, error, kept.append)
-    out.join()
+    if out:
+        out.join()
     err.join()
     return proc.wait(), b"".join(kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminalWriter:
+    """A writer onto a terminal's file descriptor (the pty of `_Streams`)."""
+
+    fd: int
+
+    def __call__(self, data: bytes) -> None:
+        os.write(self.fd, data)
 
 
 def install_dependencies(cwd: str, venv: str, use_language_version_tools: bool, info: Writer, error: Writer) -> None:
@@ -656,17 +670,17 @@ class _Streams:
                 break
             self._send(language_pb2.InstallDependenciesResponse(stdout=chunk))
 
-    def stdout(self, data: bytes) -> None:
+    @property
+    def stdout(self) -> Writer:
         if self._pty:
-            os.write(self._pty[1], data)
-        else:
-            self._send(language_pb2.InstallDependenciesResponse(stdout=data))
+            return TerminalWriter(self._pty[1])
+        return lambda data: self._send(language_pb2.InstallDependenciesResponse(stdout=data))
 
-    def stderr(self, data: bytes) -> None:
-        if self._pty:
-            os.write(self._pty[1], data)
-        else:
-            self._send(language_pb2.InstallDependenciesResponse(stderr=data))
+    @property
+    def stderr(self) -> Writer:
+        if self._pty:  # stdout == stderr on a terminal
+            return TerminalWriter(self._pty[1])
+        return lambda data: self._send(language_pb2.InstallDependenciesResponse(stderr=data))
 
     def close(self) -> None:
         if self._pty:
