@@ -15,8 +15,10 @@ lab is booted with `lab.up(cgroup)`. What is counted, and how:
   the guest's received bytes on its network interface (SSH traffic included);
 - per-node wall time: from the engine event that starts a node's first step to the one that
   ends its last, stamped when this process receives them;
-- peak memory: this process's VmHWM (it hosts the inline program) and, sampled from /proc, the
-  CLI's and the plugins' (bench/program_scale.py's `ProcessSampler`).
+- peak memory: this process's VmHWM (`program_process_peak_rss_kb`: it hosted the inline program
+  until the e2e harness moved to the project directory; now the program runs under the language
+  host, one of the CLI's children) and, sampled from /proc, the CLI's, the language host's and
+  the plugins' (bench/program_scale.py's `ProcessSampler`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`pulumi preview` with the real engine (the Pulumi CLI, Python language host and the tls and
-command plugins built by scripts/toolchain) through the Automation API.
+"""`pulumi preview` with the real engine (the Pulumi CLI and tls plugin built by scripts/toolchain,
+the language host and command stand-ins) through the Automation API, on a copy of the project
+directory.
 
 A preview needs no node: remote commands are planned, not run. The project is copied unmodified
 into a temp dir (tests/workspace.py).

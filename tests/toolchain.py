@@ -34,7 +34,7 @@ def pulumi_version() -> str:
 
 
 def toolchain_bin_dir() -> Path:
-    """Directory holding pulumi, pulumi-language-python and pulumi-language-python-exec."""
+    """Directory holding pulumi, pulumi-language-python (or its stand-in) and pulumi-language-python-exec."""
     return cache_dir() / "pulumi" / f"v{pulumi_version()}" / "bin"
 
 
@@ -88,16 +88,14 @@ def missing_message(what: str, command: str = "scripts/toolchain") -> str:
 def require_toolchain(*, language_host: bool = True) -> Path:
     """Return the bin dir, raising FileNotFoundError naming the command that builds what is missing."""
     bin_dir = toolchain_bin_dir()
-    names = ["pulumi"] + (
-        ["pulumi-language-python", "pulumi-language-python-exec"]
-        if language_host
-        else []
-    )
-    for name in names:
+    # What puts each piece there; the language host is the stand-in where the real one is not built.
+    commands = {"pulumi": "scripts/toolchain pulumi"}
+    if language_host:
+        commands["pulumi-language-python-exec"] = "scripts/toolchain pulumi"
+        commands["pulumi-language-python"] = "scripts/install-language-standin"
+    for name, command in commands.items():
         if not os.access(bin_dir / name, os.X_OK):
-            raise FileNotFoundError(
-                missing_message(str(bin_dir / name), "scripts/toolchain pulumi")
-            )
+            raise FileNotFoundError(missing_message(str(bin_dir / name), command))
     return bin_dir
 
 

@@ -1,10 +1,12 @@
-"""A throwaway copy of the project for the real engine (Automation API).
+"""A throwaway copy of the project for the real engine (Automation API on the project directory).
 
 The project files are copied unmodified, so `pulumi stack init` writes its encryption salt into
 the copy and never into the repo's stack files; the state lives in a file backend beside the
-copy. The copy's `__main__.py` runs as an Automation API inline program (`program_runner`): the
-Pulumi SDK's own in-process language server hosts it, so no `pulumi-language-python` binary is
-needed (its Go module is not served here; see docs/toolchain.md).
+copy. `project_stack` is a LocalWorkspace on the copy, the user's path: the CLI reads its
+`Pulumi.yaml` (runtime options, config schema) and `Pulumi.<stack>.yaml`, and the Python language
+host (the stand-in, standins/language_python/, on this project's machines) type-checks and runs its
+`__main__.py` in a process of its own. `program_runner` hosts `__main__.py` in this process instead
+(an Automation API inline program), for the benchmarks that measure the program alone.
 """
 
 from __future__ import annotations
@@ -66,10 +68,9 @@ def workspace_options(project: Path, state: Path, passphrase: str) -> auto.Local
 
 
 def project_stack(project: Path, stack_name: str, state: Path, passphrase: str) -> auto.Stack:
-    """Create or select `stack_name` of the copied project, run through the real engine."""
+    """Create or select `stack_name` of the copied project, run by the CLI in the project directory
+    (needs the language host: `scripts/install-language-standin` on the offline toolchain)."""
+    require_toolchain()
     return auto.create_or_select_stack(
-        stack_name,
-        project_name="homelab-kubelet",
-        program=program_runner(project),
-        opts=workspace_options(project, state, passphrase),
+        stack_name, work_dir=str(project), opts=workspace_options(project, state, passphrase)
     )

@@ -1,7 +1,8 @@
 """End-to-end harness: the real program, CLI and plugins against the lab VMs.
 
-The project is copied unmodified into a temp dir with a file backend beside it
-(tests/workspace.py).
+The project is copied unmodified into a temp dir with a file backend beside it, and each
+operation is the CLI's in that directory, as a user's (tests/workspace.py: a LocalWorkspace on the
+copy; the CLI reads its Pulumi.yaml and Pulumi.lab.yaml, the language host runs its __main__.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from pulumi import automation as auto
 
-from components import hints, node_scripts
+from components import node_scripts
 from components.quantities import to_bytes
 from lab import api as lab
 from tests.e2e.harness import (
@@ -219,21 +219,23 @@ def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
     assert stack.preview()[0].changed() == {}
 
 
-def test_an_edit_of_a_hint_or_a_script_comment_restarts_no_kubelet(
-    stack: LabStack, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The program runs in this process (an inline program): edit what it renders, as a new
-    # version of this project would.
+def test_an_edit_of_a_hint_or_a_script_comment_restarts_no_kubelet(stack: LabStack) -> None:
+    # The language host runs the copy's __main__.py: edit what it renders there, as a new version
+    # of this project would (a hint's text, a comment in a step script).
     since = {node: node_clock(node) for node in NODES}
-    original_hint, original_script = hints.hint_text, node_scripts._script_text
-    monkeypatch.setattr(hints, "hint_text", lambda entry: original_hint(entry) + "\n    (edited)")
-    monkeypatch.setattr(
-        node_scripts, "_script_text",
-        lambda name: original_script(name) + ("# an edited comment\n" if name == "start-kubelet.sh" else ""),
-    )
-    run = stack.up()
+    hints_py = stack.project / "components" / "hints.py"
+    script = stack.project / "components" / "node_steps" / "start-kubelet.sh"
+    original_hints, original_script = hints_py.read_text(), script.read_text()
+    edited_hints = original_hints.replace('fix: {entry.fix}"', 'fix: {entry.fix}\\n    (edited)"')
+    assert edited_hints != original_hints, "hint_text changed shape: adjust this edit"
+    hints_py.write_text(edited_hints)
+    script.write_text(original_script + "# an edited comment\n")
+    try:
+        run = stack.up()
+    finally:
+        hints_py.write_text(original_hints)
+        script.write_text(original_script)
     assert run.changed() == {f"{node}-{node_scripts.CONFIGURE_AND_START}": "update" for node in NODES}
-    monkeypatch.undo()
     run = stack.up()
     assert run.changed() == {f"{node}-{node_scripts.CONFIGURE_AND_START}": "update" for node in NODES}
     assert_running_after(since, dict.fromkeys(NODES, 0))
