@@ -114,7 +114,7 @@ class NodeCertificate(pulumi.ComponentResource):
                 **_subject_fields(pki),
             ),
             dns_names=list(node.san_dns_names),
-            ip_addresses=list(node.san_ip_addresses),
+            ip_addresses=list(node.san_ip_addresses()),
             opts=child,
         )
         cert = tls.LocallySignedCert(
