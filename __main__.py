@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
 
+from components import rollout
 from components.hints import catalogue_hints
 from components.kubelet_node import KubeletNode
 from components.pki import ClusterPki, NodeCertificate
 from components.settings import (
     OBJECT_KEYS,
     SECRET_KEYS,
+    NodeSettings,
     Settings,
     SettingsError,
     parse_settings,
@@ -56,15 +59,26 @@ pki = ClusterPki("cluster", settings.pki, imported_ca)
 private_key = ssh_private_key(settings, secrets)
 hints = catalogue_hints()
 
+def certificate_issuer(node: NodeSettings) -> Callable[[pulumi.Output[str]], NodeCertificate]:
+    """Issues the node's certificate for the address its kubelet registers."""
+    return lambda address: NodeCertificate(
+        node.name, node, settings.pki, pki, settings.kubernetes.api_server, address
+    )
+
+
 summaries = {}
 kubeconfigs = {}
-for node in settings.nodes:
-    certificate = NodeCertificate(node.name, node, settings.pki, pki, settings.kubernetes.api_server)
+kubelets: list[KubeletNode] = []
+# rollout.maxParallel: node i's writing steps wait for node waits_for[i]'s health-checked start.
+waits_for = rollout.predecessors(len(settings.nodes), settings.rollout.max_parallel)
+for node, before in zip(settings.nodes, waits_for, strict=True):
     kubelet = KubeletNode(
-        node.name, settings, node, certificate, pki.ca_cert_pem, private_key, hints
+        node.name, settings, node, certificate_issuer(node), pki.ca_cert_pem, private_key, hints,
+        after=[] if before is None else [kubelets[before].configure],
     )
+    kubelets.append(kubelet)
     summaries[node.name] = kubelet.summary
-    kubeconfigs[node.name] = certificate.kubeconfig
+    kubeconfigs[node.name] = kubelet.certificate.kubeconfig
 
 pulumi.export("caCertificate", pki.ca_cert_pem)
 pulumi.export("kubeconfigs", pulumi.Output.secret(kubeconfigs))

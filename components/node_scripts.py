@@ -47,10 +47,13 @@ JOURNAL_LINES = 40
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
 # (kubelet_node, tests, bench) takes the names from here.
 PREFLIGHT = "preflight"
+NODE_ADDRESS = "node-address"
 INSTALL_KUBELET = "install-kubelet"
 CREDENTIALS = "credentials"
 CONFIGURE_AND_START = "configure-and-start"
-STEP_NAMES = (PREFLIGHT, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
+STEP_NAMES = (PREFLIGHT, NODE_ADDRESS, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
+# The steps that write to the node (each has a delete and holders); the others only look.
+WRITING_STEPS = (INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
 
 Mode = Literal["create", "update", "delete"]
 
@@ -154,10 +157,15 @@ def render_step(
     bodies: Sequence[str],
     delete_variables: Mapping[str, Value] | None = None,
     delete_bodies: Sequence[str] = (),
+    state_dir: bool = True,
 ) -> Step:
-    """A step whose create records it as a holder and whose delete acts only for the last one."""
+    """A step whose create records it as a holder and whose delete acts only for the last one.
+
+    `state_dir`: the body reads STATE_DIR (every step with a delete does; of the read-only ones,
+    preflight does and node-address does not)."""
     common: dict[str, Value] = {
-        "STEP": name, "STATE_DIR": paths.STATE_DIR, "HOLDERS_DIR": paths.HOLDERS_DIR, "OWNED_DIR": paths.OWNED_DIR,
+        "STEP": name, **({"STATE_DIR": paths.STATE_DIR} if state_dir or delete_variables is not None else {}),
+        "HOLDERS_DIR": paths.HOLDERS_DIR, "OWNED_DIR": paths.OWNED_DIR,
     }
     title = name.replace("-", " ")
     if delete_variables is None:
@@ -205,6 +213,21 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
     }
     # Writes nothing, so it has no delete.
     return render_step(PREFLIGHT, node, variables, ["preflight.sh"])
+
+
+def node_address(node: NodeSettings) -> Step:
+    """The node's addresses and the one its kubelet registers (for the certificate's IP SANs).
+
+    A step of its own, apart from preflight: its inputs change only with `nodes[].nodeIP` or the
+    project's scripts, so the certificate, which depends on its output, stays known in a preview
+    where preflight runs again (a reservation or version change)."""
+    variables: dict[str, Value] = {
+        "NODE_IP": node.node_ip or "",
+        "ROUTE_FILE": paths.ROUTE_FILE,
+        "IPV6_ROUTE_FILE": paths.IPV6_ROUTE_FILE,
+    }
+    # Writes nothing, so it has no delete.
+    return render_step(NODE_ADDRESS, node, variables, ["node-address.sh"], state_dir=False)
 
 
 def _free_space_needed(settings: Settings) -> dict[str, Value]:

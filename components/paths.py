@@ -23,6 +23,11 @@ LOCK_FILE = f"{STATE_DIR}/lock"
 KUBELET_RECORD = f"{STATE_DIR}/kubelet-running"
 
 
+# What the node-address step reads to find the address the kubelet picks: the default routes.
+ROUTE_FILE = "/proc/net/route"
+IPV6_ROUTE_FILE = "/proc/net/ipv6_route"
+
+
 def node_cert(node_name: str) -> str:
     return f"{KUBELET_DIR}/{node_name}.pem"
 

@@ -117,7 +117,7 @@ def test_command_lines_hand_each_mode_its_script_and_the_data(tmp_path: Path) ->
                     # create and update read the data; delete drains it before its script runs.
                     assert (capture.with_suffix(".stdin")).read_text() == ("" if mode == "delete" else data)
                     checked += 1
-    assert checked == 2 * 11 * 2  # 2 stacks x 11 command lines x 2 shells
+    assert checked == 2 * 13 * 2  # 2 stacks x 13 command lines x 2 shells
 
 
 def test_command_line_fails_clearly_on_a_cut_stdin(tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
         ops = sequences[step.rsplit("::", 1)[1]]
         assert ops.index("create-replacement") < ops.index("delete-replaced"), (step, ops)
     for node in NODES:
-        for step in node_scripts.STEP_NAMES[1:]:
+        for step in node_scripts.WRITING_STEPS:
             assert node_ssh(node, f"cat /var/lib/homelab-kubelet/holders/{step}") == "1", (node, step)
         assert node_ssh(node, "ls /usr/bin/kubelet /var/lib/kubelet/kubeconfig /etc/systemd/system/kubelet.service")
         assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith("kubelet not restarted: nothing it runs on "
@@ -244,7 +244,7 @@ def test_sudo_user_works_as_well_as_root(stack: LabStack) -> None:
     stack.set("ssh.user", "kube")
     run = stack.up()
     # A different user is a different command line (sudo): every step reruns, as that user.
-    assert set(run.changed().values()) == {"update"} and len(run.changed()) == 4 * len(NODES)
+    assert set(run.changed().values()) == {"update"} and len(run.changed()) == len(node_scripts.STEP_NAMES) * len(NODES)
     for node in NODES:
         journal = node_ssh(node, f"journalctl --since @{since[node]} -o cat --no-pager SYSLOG_IDENTIFIER=sudo")
         assert "kube : " in journal and "USER=root ; COMMAND=/usr/bin/bash -c" in journal, journal[-2000:]
