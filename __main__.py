@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
 from components import rollout
+from components.expiry import expiry_warnings
 from components.hints import catalogue_hints
 from components.kubelet_node import KubeletNode
 from components.pki import ClusterPki, NodeCertificate
@@ -52,7 +55,23 @@ def ssh_private_key(settings: Settings, secrets: dict[str, pulumi.Output[str]]) 
     return None  # ssh.agent: the command provider uses SSH_AUTH_SOCK
 
 
+def warn_of_expiring_certificates(settings: Settings) -> None:
+    """A warning per node certificate inside its renewal window, from the notAfter the previous
+    deployment put in this stack's `nodes` output (the preview cannot see the new certificate)."""
+    previous = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    now = datetime.datetime.now(datetime.UTC)
+    names = tuple(node.name for node in settings.nodes)
+
+    def warn(nodes: Any) -> None:
+        for warning in expiry_warnings(nodes if isinstance(nodes, dict) else None, names,
+                                       settings.pki.early_renewal_hours, now):
+            pulumi.log.warn(warning)
+
+    previous.get_output("nodes").apply(warn)
+
+
 settings, secrets = load_settings(pulumi.Config())
+warn_of_expiring_certificates(settings)
 
 imported_ca = (secrets["caCertPem"], secrets["caKeyPem"]) if settings.pki.import_ca else None
 pki = ClusterPki("cluster", settings.pki, imported_ca)

@@ -138,6 +138,6 @@ class KubeletNode(pulumi.ComponentResource):
         )
 
         self.summary = pulumi.Output.all(
-            preflight.stdout, address.stdout, certificate.ip_addresses
+            preflight.stdout, address.stdout, certificate.ip_addresses, certificate.not_after
         ).apply(lambda values: node_summary(settings, node, *values))
         self.register_outputs({"summary": self.summary})

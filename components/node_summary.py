@@ -26,6 +26,7 @@ def node_summary(
     preflight_stdout: str,
     address_stdout: str,
     cert_ip_addresses: list[str],
+    cert_not_after: str,
 ) -> dict[str, Any]:
     reservations = node.reservations
     addresses = address_facts(address_stdout)
@@ -35,6 +36,8 @@ def node_summary(
         "certCommonName": node.cert_common_name,
         "certOrganization": NODE_ORGANIZATION,
         "certIPAddresses": cert_ip_addresses,
+        # Read back by the next run to warn of a certificate inside its renewal window (expiry.py).
+        "certNotAfter": cert_not_after,
         "kubeletVersion": settings.kubernetes.version,
         "arch": node.arch,
         "podCIDR": node.pod_cidr,

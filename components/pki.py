@@ -97,6 +97,8 @@ class NodeCertificate(pulumi.ComponentResource):
     private_key_pem: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     ip_addresses: pulumi.Output[list[str]]
+    # The certificate's notAfter (RFC 3339), as pulumi-tls reports it (validity_end_time).
+    not_after: pulumi.Output[str]
     common_name: str
 
     def __init__(
@@ -139,6 +141,7 @@ class NodeCertificate(pulumi.ComponentResource):
             opts=child,
         )
         self.cert_pem = cert.cert_pem
+        self.not_after = cert.validity_end_time
         self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(ca.ca_cert_pem, cert.cert_pem, key.private_key_pem).apply(

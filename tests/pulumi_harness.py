@@ -4,7 +4,8 @@ The mocks stand in for the tls and command providers: tls resources are made for
 `cryptography` (deterministically, keys derived from the resource name, so two runs of the same
 config give the same certificates and the steps' inputs can be compared), and remote
 commands return canned output (preflight: a facts JSON of a 4-CPU, 8 GiB arm64 node;
-node-address: the node's address from NODE_ADDRESSES).
+node-address: the node's address from NODE_ADDRESSES). The program's read of its own stack's
+previous outputs (a StackReference) returns `previous_outputs`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ FACTS = {
 }
 # What the node-address step reports per node (the address its kubelet registers).
 NODE_ADDRESSES = {"k8s-master": "192.168.10.10", "k8s-node1": "192.168.10.11", "k8s-node2": "192.168.10.12"}
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 
 def address_facts(node: str, address: str | None = None) -> dict[str, Any]:
@@ -171,9 +173,12 @@ class ProviderMocks(pulumi.runtime.Mocks):
 
     def __init__(
         self,
+        previous_outputs: dict[str, Any] | None = None,
         unknown_steps: tuple[str, ...] = (),
         addresses: dict[str, str] | None = None,
     ) -> None:
+        # The stack's outputs of the previous deployment, as the StackReference reads them.
+        self.previous_outputs = previous_outputs or {}
         # Per node, the address the node-address step reports instead of NODE_ADDRESSES'.
         self.addresses = addresses or {}
         # Steps (name suffixes) whose stdout is unknown, as in a preview before they ran.
@@ -226,7 +231,13 @@ class ProviderMocks(pulumi.runtime.Mocks):
                 plain["allowedUses"], bool(plain.get("isCaCertificate")), plain["validityPeriodHours"],
                 sans, args.name,
             )
-
+            # As pulumi-tls reports them (RFC 3339; Go prints nanoseconds).
+            end = FIXED_TIME + datetime.timedelta(hours=plain["validityPeriodHours"])
+            outputs["validityStartTime"] = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%S.000000001Z")
+            outputs["validityEndTime"] = end.strftime("%Y-%m-%dT%H:%M:%S.000000001Z")
+            outputs["readyForRenewal"] = False
+        elif args.typ == STACK_REFERENCE:
+            outputs = {"name": args.name, "outputs": self.previous_outputs, "secretOutputNames": []}
         elif args.typ == "command:remote:Command":
             stdout: Any = ""
             if args.name.endswith(f"-{node_scripts.PREFLIGHT}"):
@@ -303,7 +314,8 @@ def run_program(
     (outputs a mock leaves unknown stay unknown; see ProviderMocks.unknown_steps)."""
     secrets = secrets or {}
     mocks = mocks or ProviderMocks()
-    pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=preview)
+    # "organization": the default organization of a file backend (what the real engine reports).
+    pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=preview, organization="organization")
     all_config = (
         _config_strings(config) | {f"homelab-kubelet:{k}": v for k, v in secrets.items()} | (extra_config or {})
     )

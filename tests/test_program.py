@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import re
 from typing import Any
 
@@ -539,3 +540,46 @@ def test_rollout_two_at_a_time() -> None:
     run = run_program(config, HOMELAB_SECRETS)
     assert cross_node_dependencies(run) == {f"k8s-node2-{step}": [f"k8s-master-{CONFIGURE}"] for step in WRITING_STEPS}
 
+
+# --- certificate expiry ---------------------------------------------------------------------------
+
+
+def previous_nodes(**not_after: datetime.datetime) -> dict[str, Any]:
+    """A previous deployment's `nodes` output with these notAfter times (Go's RFC 3339)."""
+    return {"nodes": {node: {"certNotAfter": time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z")}
+                      for node, time in not_after.items()}}
+
+
+def warnings_of(monkeypatch: Any, previous: dict[str, Any]) -> tuple[list[str], ProgramRun]:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    run = run_program(homelab_with_key(), HOMELAB_SECRETS, mocks=ProviderMocks(previous_outputs=previous), preview=True)
+    return warnings, run
+
+
+def test_nodes_output_carries_each_certificate_s_not_after(homelab: ProgramRun) -> None:
+    for node in NODES:
+        cert = client_cert(homelab, node)
+        recorded = homelab.outputs["nodes"][node]["certNotAfter"]
+        assert recorded == homelab.resource(f"{node}-cert").outputs["validityEndTime"]
+        assert recorded.startswith(cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_certificate_inside_its_renewal_window_is_a_warning(monkeypatch: Any) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    # pki.earlyRenewalHours is 720 (30 days) in the homelab stack.
+    warnings, _ = warnings_of(monkeypatch, previous_nodes(
+        **{"k8s-master": now + datetime.timedelta(days=60), "k8s-node1": now + datetime.timedelta(days=10),
+           "k8s-node2": now - datetime.timedelta(hours=1), "gone-node": now - datetime.timedelta(days=1)}
+    ))
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("k8s-node1: its certificate expires at ")
+    assert "inside its renewal window" in warnings[0] and "pki.earlyRenewalHours: 720" in warnings[0]
+    assert warnings[1].startswith("k8s-node2: its certificate EXPIRED at ")
+    assert all("`pulumi up` issues a new one" in warning for warning in warnings)
+
+
+def test_no_previous_deployment_no_expiry_warning(monkeypatch: Any) -> None:
+    warnings, run = warnings_of(monkeypatch, {})
+    assert warnings == []
+    assert run.resources("pulumi:pulumi:StackReference")[0].name == "organization/homelab-kubelet/test"

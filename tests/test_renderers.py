@@ -735,3 +735,26 @@ def test_install_step_carries_the_pinned_digest_of_its_arch_and_version() -> Non
     assert f"PINNED_SHA256={'ab' * 32}\n" in script
     settings, node = stack("homelab")
     assert "PINNED_SHA256=''\n" in node_scripts.install_kubelet(settings, node).create_script
+
+
+# --- rollout.maxParallel (components/rollout.py; the wiring is in tests/test_program.py) ---------
+
+
+@pytest.mark.parametrize(
+    ("count", "max_parallel", "waits_for"),
+    [
+        (3, None, [None, None, None]),
+        (3, 1, [None, 0, 1]),
+        (3, 2, [None, None, 0]),
+        (3, 3, [None, None, None]),
+        (5, 2, [None, None, 0, 1, 2]),
+        (1, 1, [None]),
+        (0, 1, []),
+    ],
+)
+def test_rollout_waits_for_the_node_max_parallel_places_earlier(
+    count: int, max_parallel: int | None, waits_for: list[int | None]
+) -> None:
+    from components.rollout import predecessors
+
+    assert predecessors(count, max_parallel) == waits_for
