@@ -101,7 +101,12 @@ class KubeletNode(pulumi.ComponentResource):
                 **extra,
             )
 
-        preflight = step(node_scripts.preflight(settings, node), [])
+        # Preflight reads the API server's /version trusting the CA, which travels on its stdin: a
+        # certificate, public even when imported from a secret, so the preview shows the step.
+        preflight = step(
+            node_scripts.preflight(settings, node), [],
+            data=pulumi.Output.unsecret(pulumi.Output.from_input(ca_cert_pem)),
+        )
         address = step(node_scripts.node_address(node), [])
         # nodes[].nodeIP is known before anything runs; else the address the kubelet picks itself.
         primary: pulumi.Output[str] = (

@@ -42,6 +42,8 @@ CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 # Tasks an enforced pid reservation must leave free in its slice: sshd, the steps and containerd fork.
 PID_HEADROOM = 100
 JOURNAL_LINES = 40
+# The version skew policy: a kubelet at most this many minor versions older than its API server.
+MAX_KUBELET_MINOR_SKEW = 3
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -189,6 +191,10 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
     kube_memory = reservations.kube_reserved.memory
     variables: dict[str, Value] = {
         "EXPECTED_ARCH": node.arch,
+        # The version skew check reads the API server's /version with the CA on stdin.
+        "API_SERVER": settings.kubernetes.api_server,
+        "KUBELET_VERSION": settings.kubernetes.version,
+        "MAX_KUBELET_MINOR_SKEW": MAX_KUBELET_MINOR_SKEW,
         "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,

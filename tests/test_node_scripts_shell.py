@@ -704,7 +704,7 @@ def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) ->
     for name, (value, _) in planted.items():
         line = next(line for line in script.splitlines() if line.startswith(f"{name}="))
         script = script.replace(line + "\n", f"{name}={value}\n", 1)
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    result = subprocess.run(["bash", "-c", script], input="", capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stdout == ""  # no facts JSON when a check fails
     lines = result.stderr.splitlines()

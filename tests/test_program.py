@@ -268,6 +268,17 @@ def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
     assert homelab.private_key_secret == [True] * len(NODES)
 
 
+def test_preflight_gets_the_ca_for_the_version_check_in_plain_text() -> None:
+    for run in (run_program(homelab_with_key(), HOMELAB_SECRETS), imported_ca_run()[0]):
+        ca = run.outputs["caCertificate"]
+        for node in NODES:
+            preflight = run.resource(f"{node}-{PREFLIGHT}").inputs
+            # A certificate is public: the preview shows preflight's stdin even for an imported CA.
+            assert not is_secret_input(preflight["stdin"])
+            assert step_data(run, f"{node}-{PREFLIGHT}") == ca
+            assert "API_SERVER=https://k8s-master:6443\n" in preflight["stdin"]
+
+
 def test_configuration_travels_on_stdin_as_yaml(homelab: ProgramRun) -> None:
     configure = homelab.resource(f"k8s-node1-{CONFIGURE}")
     files = {f.path: f.content for f in bundle.unpack(step_data(homelab, configure.name))}
@@ -331,13 +342,15 @@ def test_reservation_change_reruns_two_steps_on_that_node_only(homelab: ProgramR
         assert configure_note(changed, node) == configure_note(homelab, node)
 
 
-def test_version_change_reruns_install_and_configure() -> None:
+def test_version_change_reruns_preflight_install_and_configure() -> None:
     base = run_program(homelab_with_key(), HOMELAB_SECRETS)
     config = homelab_with_key()
     config["kubernetes"]["version"] = "v1.30.2"
     upgraded = run_program(config, HOMELAB_SECRETS)
     for node in NODES:
-        assert rerun_steps(base, upgraded, node) == [INSTALL, CONFIGURE]
+        # Preflight checks the new version against the API server's (the version skew policy).
+        assert rerun_steps(base, upgraded, node) == [PREFLIGHT, INSTALL, CONFIGURE]
+        assert "KUBELET_VERSION=v1.30.2\n" in upgraded.resource(f"{node}-{PREFLIGHT}").inputs["stdin"]
         assert "kubelet v1.30.1 (arm64)" in configure_note(base, node)
         assert "kubelet v1.30.2 (arm64)" in configure_note(upgraded, node)
         assert "KUBELET_VERSION=v1.30.2" in upgraded.resource(f"{node}-{INSTALL}").inputs["stdin"]
@@ -369,13 +382,18 @@ def test_sudo_user_wraps_every_step() -> None:
         assert unwrap(command.inputs["connection"])["user"] == "kube"
 
 
-def test_imported_ca_is_used_and_not_generated() -> None:
+def imported_ca_run() -> tuple[ProgramRun, str]:
+    """The homelab stack with pki.importCa and the CA of another run as its secrets; and that CA."""
     donor = run_program(homelab_with_key(), HOMELAB_SECRETS)
     ca_cert = donor.outputs["caCertificate"]
     ca_key = unwrap(donor.resource("cluster-ca-key").outputs["privateKeyPem"])
     config = homelab_with_key()
     config["pki"] = {**config["pki"], "importCa": True}
-    run = run_program(config, {**HOMELAB_SECRETS, "caCertPem": ca_cert, "caKeyPem": ca_key})
+    return run_program(config, {**HOMELAB_SECRETS, "caCertPem": ca_cert, "caKeyPem": ca_key}), ca_cert
+
+
+def test_imported_ca_is_used_and_not_generated() -> None:
+    run, ca_cert = imported_ca_run()
     assert not run.resources("tls:index/selfSignedCert:SelfSignedCert")
     assert len(run.resources("tls:index/privateKey:PrivateKey")) == 3
     assert run.outputs["caCertificate"] == ca_cert

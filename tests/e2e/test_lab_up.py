@@ -163,15 +163,13 @@ def test_reservation_change_restarts_that_node_only(stack: LabStack) -> None:
 def test_version_change_installs_the_binary_and_restarts_each_kubelet_once(stack: LabStack) -> None:
     since = {node: node_clock(node) for node in NODES}
     stack.set("kubernetes.version", NEW_VERSION)
+    # Preflight runs again: it checks the new version against the API server's (version skew).
+    upgrade_steps = (node_scripts.PREFLIGHT, node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
     run, result = stack.preview(diff=True)
-    assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
-    }
+    assert run.changed() == {f"{node}-{step}": "update" for node in NODES for step in upgrade_steps}
     assert f"kubelet {NEW_VERSION} (amd64)" in result.stdout  # the configure step's note, readable
     run = stack.up()
-    assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
-    }
+    assert run.changed() == {f"{node}-{step}": "update" for node in NODES for step in upgrade_steps}
     for node in NODES:
         assert node_ssh(node, "/usr/bin/kubelet --version") == f"Kubernetes {NEW_VERSION}"
         assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith(

@@ -6,6 +6,9 @@ STATE_DIR=/var/lib/homelab-kubelet
 HOLDERS_DIR=/var/lib/homelab-kubelet/holders
 OWNED_DIR=/var/lib/homelab-kubelet/owned
 EXPECTED_ARCH=arm64
+API_SERVER=https://k8s-master:6443
+KUBELET_VERSION=v1.30.1
+MAX_KUBELET_MINOR_SKEW=3
 RUNTIME_SOCKET=/run/containerd/containerd.sock
 CONTAINERD_CONFIG=/etc/containerd/config.toml
 MANAGE_CONTAINERD_CGROUP_DRIVER=true
@@ -381,6 +384,37 @@ for tool in curl sha256sum systemctl journalctl flock; do
   command -v "$tool" >/dev/null || error "$tool is not installed; install it (apt-get install curl systemd util-linux)"
 done
 
+# Version skew (the Kubernetes version skew policy): a kubelet may be as new as the API server and
+# at most three minor versions older. The API server's /version is readable without credentials
+# (the system:public-info-viewer role); it is read from this node, trusting only the stack's CA
+# (on stdin), the way the kubelet will reach it.
+api_server_version=""
+version_parts() { # vMAJOR.MINOR...: prints "MAJOR MINOR", or fails
+  [[ "$1" =~ ^v([0-9]+)\.([0-9]+)\. ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+}
+check_version_skew() {
+  local ca answer kubelet_major kubelet_minor server_major server_minor
+  ca=$(mktemp) || { warn "cannot create a temporary file for the CA; the version skew is not checked"; return 0; }
+  TEMP_PATHS+=("$ca")
+  cat >"$ca" || { warn "cannot write the CA to $ca; the version skew is not checked"; return 0; }
+  if ! answer=$(curl -sS --fail --connect-timeout 5 --max-time 10 --cacert "$ca" "$API_SERVER/version" 2>&1); then
+    warn "the API server does not answer $API_SERVER/version from this node (${answer//$'\n'/ }): kubelet $KUBELET_VERSION is not checked against its version; the kubelet registers once it answers"
+    return 0
+  fi
+  api_server_version=$(sed -n 's/^[[:space:]]*"gitVersion"[[:space:]]*:[[:space:]]*"\([^"]*\)".*$/\1/p' <<<"$answer" | head -n 1)
+  read -r kubelet_major kubelet_minor < <(version_parts "$KUBELET_VERSION")
+  if ! read -r server_major server_minor < <(version_parts "$api_server_version"); then
+    warn "the API server at $API_SERVER answers /version without a vMAJOR.MINOR.PATCH gitVersion ('${api_server_version:-${answer:0:80}}'); the version skew is not checked"
+    return 0
+  fi
+  if ((kubelet_major > server_major || (kubelet_major == server_major && kubelet_minor > server_minor))); then
+    error "kubelet $KUBELET_VERSION is newer than the API server ($api_server_version at $API_SERVER); the version skew policy allows no kubelet newer than its API server: upgrade the API server first, or set kubernetes.version to v$server_major.$server_minor.x or older"
+  elif ((server_major > kubelet_major || server_minor - kubelet_minor > MAX_KUBELET_MINOR_SKEW)); then
+    warn "kubelet $KUBELET_VERSION is more than $MAX_KUBELET_MINOR_SKEW minor versions older than the API server ($api_server_version at $API_SERVER), beyond what the version skew policy supports: raise kubernetes.version"
+  fi
+}
+check_version_skew
+
 if [ ! -S "$RUNTIME_SOCKET" ]; then
   error "container runtime socket $RUNTIME_SOCKET is missing: is containerd installed and running? (systemctl status containerd; fix kubernetes.containerRuntimeEndpoint if it lives elsewhere)"
 elif command -v ctr >/dev/null && ! ctr --address "$RUNTIME_SOCKET" version >/dev/null 2>&1; then
@@ -528,9 +562,9 @@ json_warnings=""
 for message in "${warnings[@]}"; do
   json_warnings+="${json_warnings:+,}$(json_string "$message")"
 done
-printf '{"node":%s,"hostname":%s,"arch":%s,"kernel":%s,"cgroupVersion":%s,"cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":%s,"warnings":[%s]}\n' \
+printf '{"node":%s,"hostname":%s,"arch":%s,"kernel":%s,"cgroupVersion":%s,"cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":%s,"apiServerVersion":%s,"warnings":[%s]}\n' \
   "$(json_string "$NODE_NAME")" "$(json_string "$hostname")" "$(json_string "$arch")" "$(json_string "$(uname -r)")" \
   "$(json_string "$cgroups")" "$cpus" "$memory_bytes" "$system_usage" "$swap_on" "$(json_string "$systemd_cgroup")" \
-  "$json_warnings"
+  "$(json_string "$api_server_version")" "$json_warnings"
 # The run reached its end: a success (lib.sh, run_exit_hooks).
 STEP_DONE=true
