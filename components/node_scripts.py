@@ -44,6 +44,10 @@ PID_HEADROOM = 100
 JOURNAL_LINES = 40
 # The version skew policy: a kubelet at most this many minor versions older than its API server.
 MAX_KUBELET_MINOR_SKEW = 3
+# The first containerd 1.6 that reports its sandbox image as pinned, so the kubelet keeps it.
+MIN_CONTAINERD_VERSION = "1.6.22"
+# fs.inotify.max_user_instances below this is a preflight warning ("too many open files").
+MIN_INOTIFY_INSTANCES = 8192
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -195,6 +199,12 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "API_SERVER": settings.kubernetes.api_server,
         "KUBELET_VERSION": settings.kubernetes.version,
         "MAX_KUBELET_MINOR_SKEW": MAX_KUBELET_MINOR_SKEW,
+        "MIN_CONTAINERD_VERSION": MIN_CONTAINERD_VERSION,
+        "PROC_CGROUPS": paths.PROC_CGROUPS,
+        "DEVICE_TREE_MODEL": paths.DEVICE_TREE_MODEL,
+        "RPI_CMDLINE_FILES": paths.RPI_CMDLINE_FILES,
+        "INOTIFY_MAX_USER_INSTANCES": paths.INOTIFY_MAX_USER_INSTANCES,
+        "MIN_INOTIFY_INSTANCES": MIN_INOTIFY_INSTANCES,
         "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,

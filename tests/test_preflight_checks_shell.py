@@ -196,3 +196,82 @@ def test_an_answer_without_a_git_version_is_a_warning(api_server: ApiServer) -> 
     api_server.answers["/version"] = (200, '{"major": "1"}')
     result = preflight({"API_SERVER": api_server.url, "KUBELET_VERSION": "v1.30.1"}, stdin=api_server.ca_pem)
     assert lines_with(result, "without a vMAJOR.MINOR.PATCH gitVersion")
+
+
+# --- warnings that name their fix -------------------------------------------------------------------
+
+PI_MODEL = "Raspberry Pi 4 Model B Rev 1.4\0"
+PROC_CGROUPS = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t0\t39\t1\ncpu\t0\t39\t1\nmemory\t0\t39\t{memory}\npids\t0\t39\t1\n"
+
+
+def board(tmp_path: Path, model: str, memory_enabled: int, cmdline_files: tuple[str, ...]) -> dict[str, str]:
+    """The variables of the Raspberry Pi check, pointed at files written here."""
+    (tmp_path / "model").write_text(model)
+    (tmp_path / "cgroups").write_text(PROC_CGROUPS.format(memory=memory_enabled))
+    for name in cmdline_files:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("console=serial0,115200 console=tty1 root=PARTUUID=59ff6e86-02 rootfstype=ext4 rootwait\n")
+    return {
+        "DEVICE_TREE_MODEL": str(tmp_path / "model"),
+        "PROC_CGROUPS": str(tmp_path / "cgroups"),
+        "RPI_CMDLINE_FILES": f"({tmp_path / 'boot/firmware/cmdline.txt'} {tmp_path / 'boot/cmdline.txt'})",
+    }
+
+
+@pytest.mark.parametrize(("present", "named"), [
+    (("boot/firmware/cmdline.txt",), "boot/firmware/cmdline.txt"),  # Raspberry Pi OS Bookworm
+    (("boot/cmdline.txt",), "boot/cmdline.txt"),  # Bullseye and older
+    ((), "boot/firmware/cmdline.txt"),
+])
+def test_raspberry_pi_without_the_memory_controller_names_cmdline_txt(
+    tmp_path: Path, present: tuple[str, ...], named: str
+) -> None:
+    result = preflight(board(tmp_path, PI_MODEL, 0, present))
+    assert lines_with(result, "Raspberry Pi") == [
+        f"[k8s-node1] warning: Raspberry Pi: the kernel has the memory cgroup controller disabled ({tmp_path / 'cgroups'}) "
+        f"and the kubelet needs it: add cgroup_enable=memory to the one line of {tmp_path / named}, then reboot"
+    ]
+
+
+@pytest.mark.parametrize(("model", "memory_enabled"), [(PI_MODEL, 1), ("QEMU Virtual Machine\0", 0)])
+def test_no_raspberry_pi_warning_with_the_controller_or_on_another_board(
+    tmp_path: Path, model: str, memory_enabled: int
+) -> None:
+    result = preflight(board(tmp_path, model, memory_enabled, ("boot/firmware/cmdline.txt",)))
+    assert not lines_with(result, "Raspberry Pi"), result.stderr
+
+
+@pytest.mark.parametrize(("instances", "warned"), [(128, True), (8191, True), (8192, False), (65536, False)])
+def test_inotify_instances_below_8192_is_a_warning_with_the_sysctl(tmp_path: Path, instances: int, warned: bool) -> None:
+    (tmp_path / "max_user_instances").write_text(f"{instances}\n")
+    result = preflight({"INOTIFY_MAX_USER_INSTANCES": str(tmp_path / "max_user_instances")})
+    expected = [
+        f'[k8s-node1] warning: fs.inotify.max_user_instances is {instances}, below 8192: the kubelet and pods that '
+        'watch files fail with "too many open files"; raise it: echo fs.inotify.max_user_instances=8192 '
+        ">/etc/sysctl.d/90-homelab-kubelet-inotify.conf && sysctl --system"
+    ]
+    assert lines_with(result, "fs.inotify") == (expected if warned else [])
+
+
+# `containerd --version` as the packages print it; `config dump` as a containerd with SystemdCgroup on.
+CONTAINERD = 'case "$1" in --version) echo "containerd {line}" ;; config) echo "SystemdCgroup = true" ;; esac\n'
+
+
+@pytest.mark.parametrize(("line", "version", "warned"), [
+    ("github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1", "1.6.20~ds1", True),  # Debian 12
+    ("github.com/containerd/containerd v1.6.21 3dce8eb055cbb6872793272b4f20ed16117344f8", "v1.6.21", True),
+    ("github.com/containerd/containerd 1.4.13~ds1 1.4.13~ds1-1~deb11u4", "1.4.13~ds1", True),  # Debian 11
+    ("containerd.io 1.6.22 8165feabfdfe38c65b599c4993d227328c231fca", "1.6.22", False),
+    ("github.com/containerd/containerd v1.7.3 7880925980b188f4c97b462f709d0db8e8962aff", "v1.7.3", False),
+    ("github.com/containerd/containerd/v2 v2.0.0 207ad711eabd375a01713109a8a197d197ff6542", "v2.0.0", False),
+])
+def test_a_containerd_before_1_6_22_is_a_warning(tmp_path: Path, line: str, version: str, warned: bool) -> None:
+    result = preflight({}, tools={"containerd": CONTAINERD.format(line=line)}, tmp_path=tmp_path)
+    expected = [
+        f"[k8s-node1] warning: containerd {version} does not pin its sandbox (pause) image, so the kubelet's image "
+        "garbage collection may delete it and new pods then wait for it to be pulled again (or fail offline): "
+        "upgrade containerd to 1.6.22 or later"
+    ]
+    assert lines_with(result, "sandbox (pause) image") == (expected if warned else [])
+

@@ -342,6 +342,22 @@ def test_what_the_project_did_not_write_survives_node_removal_and_destroy(stack:
         facts = summary["k8s-node2"]["facts"]
         mem_kb = int(node_ssh("k8s-node2", "awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
         assert (facts["memoryBytes"], facts["cpus"]) == (mem_kb * 1024, int(node_ssh("k8s-node2", "nproc"))), facts
+        # containerd's version as the node prints it (Debian 12's 1.6.20 does not pin the sandbox image).
+        assert facts["containerdVersion"] == node_ssh("k8s-node2", "containerd --version | awk '{print $3}'"), facts
+        if facts["containerdVersion"].startswith("1.6.20"):
+            assert any("does not pin its sandbox (pause) image" in warning for warning in facts["warnings"]), facts
+        # The API server's version, read from the node; without an API server, a warning.
+        if not facts["apiServerVersion"]:
+            assert any("does not answer https://10.0.2.2:6443/version from this node" in warning
+                       for warning in facts["warnings"]), facts
+        # The address the kubelet registers: the lab VM's own (user-mode network, default route), in the certificate.
+        assert summary["k8s-node2"]["nodeIP"] == "10.0.2.15", summary["k8s-node2"]
+        assert summary["k8s-node2"]["certIPAddresses"] == ["10.0.2.15"]
+        sans = node_ssh("k8s-node2", "openssl x509 -in /var/lib/kubelet/k8s-node2.pem -noout -ext subjectAltName")
+        assert "IP Address:10.0.2.15" in sans, sans
+        assert summary["k8s-node2"]["certNotAfter"].startswith(
+            node_ssh("k8s-node2", "date -u -d \"$(openssl x509 -in /var/lib/kubelet/k8s-node2.pem -noout -enddate | "
+                                  "cut -d= -f2)\" +%Y-%m-%dT%H:%M:%S")), summary["k8s-node2"]
         assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
         # Node removal: its steps' deletes put back what the project replaced.
         stack.set_object("nodes", [n for n in nodes if n["name"] != "k8s-node2"])
