@@ -107,31 +107,49 @@ def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> No
         assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
 
 
-def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
+def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint_and_stops_the_rollout(converged: LabStack) -> None:
     stack = converged
     unit = "/etc/systemd/system/kubelet.service"
-    before = node_ssh("k8s-node2", f"sha256sum {unit}")
+    before = {node: node_ssh(node, f"sha256sum {unit}") for node in NODES}
+    started = {node: kubelet_start_stamp(node) for node in NODES}
     # An image service endpoint where nothing listens is fatal at start (v1.30 validates the CRI
     # image API before it runs). Flags that override the rendered configuration, such as
-    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py).
-    stack.set("nodes[2].extraArgs.image-service-endpoint", "unix:///run/homelab-kubelet-missing.sock")
+    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py). The broken flag goes
+    # to every node, one node at a time (rollout.maxParallel: 1, in the stack's order): the first
+    # node, k8s-master, fails its health check and the change reaches no other node.
+    nodes = stack.config_object("nodes")
+    broken = {"image-service-endpoint": "unix:///run/homelab-kubelet-missing.sock"}
+    stack.set_object("rollout", {"maxParallel": 1})
+    stack.set_object("nodes", [{**n, "extraArgs": broken} for n in nodes])
     try:
         message = failed_up(stack)
-        # The failed step put the node back as the state still describes it: the previous unit,
+        ran = stack.runs[-1].ops()
+        # The failed step put k8s-master back as the state still describes it: the previous unit,
         # the kubelet running again.
-        assert node_ssh("k8s-node2", f"sha256sum {unit}") == before
-        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+        assert node_ssh("k8s-master", f"sha256sum {unit}") == before["k8s-master"]
+        assert node_ssh("k8s-master", "systemctl is-active kubelet.service") == "active"
+        # The other nodes were not touched: no step of theirs that writes started, and their
+        # kubelets kept running on what they ran before.
+        for node in ("k8s-node1", "k8s-node2"):
+            for step in node_scripts.WRITING_STEPS:
+                assert f"{node}-{step}" not in ran, (node, step, ran)
+            assert node_ssh(node, f"sha256sum {unit}") == before[node]
+            assert "homelab-kubelet-missing" not in node_ssh(node, f"cat {unit}")
+            assert kubelet_start_stamp(node) == started[node], node
     finally:
-        stack.set_object("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
-                                 for n in stack.config_object("nodes")])
-    assert "ERROR [k8s-node2]: kubelet" in message
+        stack.set_object("nodes", nodes)
+        stack.set_object("rollout", {})
+    assert f"k8s-master-{node_scripts.CONFIGURE_AND_START}" in ran
+    assert "ERROR [k8s-master]: kubelet" in message
     assert "last lines of journalctl -u kubelet.service" in message
     assert "validate CRI v1 image API" in message
     assert "hint: Container runtime socket missing" in message
     assert "rolled back: put back the" in message
-    # Node and state agree again, so with the flag gone there is nothing to do.
+    # Node and state agree again, so with the flag gone there is nothing to do (the rollout setting
+    # changes only the order of the steps, not what they run).
     assert stack.up().changed() == {}
-    assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+    for node in NODES:
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
 
 
 def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> None:
