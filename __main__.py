@@ -78,6 +78,7 @@ pki = ClusterPki("cluster", settings.pki, imported_ca)
 private_key = ssh_private_key(settings, secrets)
 hints = catalogue_hints()
 
+
 def certificate_issuer(node: NodeSettings) -> Callable[[pulumi.Output[str]], NodeCertificate]:
     """Issues the node's certificate for the address its kubelet registers."""
     return lambda address: NodeCertificate(
