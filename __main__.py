@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
+from components import rollout
+from components.expiry import expiry_warnings
 from components.hints import catalogue_hints
 from components.kubelet_node import KubeletNode
 from components.pki import ClusterPki, NodeCertificate
 from components.settings import (
     OBJECT_KEYS,
     SECRET_KEYS,
+    NodeSettings,
     Settings,
     SettingsError,
     parse_settings,
@@ -49,22 +55,50 @@ def ssh_private_key(settings: Settings, secrets: dict[str, pulumi.Output[str]]) 
     return None  # ssh.agent: the command provider uses SSH_AUTH_SOCK
 
 
+def warn_of_expiring_certificates(settings: Settings) -> None:
+    """A warning per node certificate inside its renewal window, from the notAfter the previous
+    deployment put in this stack's `nodes` output (the preview cannot see the new certificate)."""
+    previous = pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    now = datetime.datetime.now(datetime.UTC)
+    names = tuple(node.name for node in settings.nodes)
+
+    def warn(nodes: Any) -> None:
+        for warning in expiry_warnings(nodes if isinstance(nodes, dict) else None, names,
+                                       settings.pki.early_renewal_hours, now):
+            pulumi.log.warn(warning)
+
+    previous.get_output("nodes").apply(warn)
+
+
 settings, secrets = load_settings(pulumi.Config())
+warn_of_expiring_certificates(settings)
 
 imported_ca = (secrets["caCertPem"], secrets["caKeyPem"]) if settings.pki.import_ca else None
 pki = ClusterPki("cluster", settings.pki, imported_ca)
 private_key = ssh_private_key(settings, secrets)
 hints = catalogue_hints()
 
+
+def certificate_issuer(node: NodeSettings) -> Callable[[pulumi.Output[str]], NodeCertificate]:
+    """Issues the node's certificate for the address its kubelet registers."""
+    return lambda address: NodeCertificate(
+        node.name, node, settings.pki, pki, settings.kubernetes.api_server, address
+    )
+
+
 summaries = {}
 kubeconfigs = {}
-for node in settings.nodes:
-    certificate = NodeCertificate(node.name, node, settings.pki, pki, settings.kubernetes.api_server)
+kubelets: list[KubeletNode] = []
+# rollout.maxParallel: node i's writing steps wait for node waits_for[i]'s health-checked start.
+waits_for = rollout.predecessors(len(settings.nodes), settings.rollout.max_parallel)
+for node, before in zip(settings.nodes, waits_for, strict=True):
     kubelet = KubeletNode(
-        node.name, settings, node, certificate, pki.ca_cert_pem, private_key, hints
+        node.name, settings, node, certificate_issuer(node), pki.ca_cert_pem, private_key, hints,
+        after=[] if before is None else [kubelets[before].configure],
     )
+    kubelets.append(kubelet)
     summaries[node.name] = kubelet.summary
-    kubeconfigs[node.name] = certificate.kubeconfig
+    kubeconfigs[node.name] = kubelet.certificate.kubeconfig
 
 pulumi.export("caCertificate", pki.ca_cert_pem)
 pulumi.export("kubeconfigs", pulumi.Output.secret(kubeconfigs))

@@ -514,6 +514,7 @@ def hotspots_for(nodes: int) -> Result:
         configure_and_start,
         configure_bundle,
         install_kubelet,
+        node_address,
         preflight,
         write_credentials,
     )
@@ -524,7 +525,7 @@ def hotspots_for(nodes: int) -> Result:
     settings = parse_settings(config)
     node = settings.nodes[0]
     document = kubelet_configuration(settings, node)
-    steps = [preflight(settings, node), install_kubelet(settings, node), write_credentials(node),
+    steps = [preflight(settings, node), node_address(node), install_kubelet(settings, node), write_credentials(node),
              configure_and_start(settings, node, catalogue_hints())]
     # the command lines (create, update, delete), the scripts on stdin, and the configure bundle
     text_bytes = sum(2 * len(step.create) + len(step.delete or "") + len(step.scripts) for step in steps)

@@ -1,9 +1,9 @@
 """Render /var/lib/kubelet/kubelet-config.yaml and the kubelet's command-line flags.
 
 Each setting goes where the kubelet reads it: fields of KubeletConfiguration v1beta1 into the
-file, everything else (hostname override, runtime cgroups, node labels) as flags. The runbook
-put `runtimeCgroups` into the file, which the real kubelet rejects in strict decoding and then
-ignores, so here it is the `--runtime-cgroups` flag.
+file, everything else (hostname override, runtime cgroups, node IP, node labels) as flags. The
+runbook put `runtimeCgroups` into the file, which the real kubelet rejects in strict decoding and
+then ignores, so here it is the `--runtime-cgroups` flag.
 """
 
 from __future__ import annotations
@@ -113,6 +113,10 @@ def kubelet_flags(settings: Settings, node: NodeSettings) -> list[str]:
         f"--hostname-override={node.name}",
         f"--runtime-cgroups={runtime_cgroup(node)}",
     ]
+    if node.node_ip:
+        # Set only when configured: otherwise the kubelet picks its address itself, by the rule
+        # preflight follows to put that address in the certificate (node_steps/node-address.sh).
+        flags.append(f"--node-ip={node.node_ip}")
     if node.labels:
         labels = ",".join(f"{key}={value}" for key, value in sorted(node.labels.items()))
         flags.append(f"--node-labels={labels}")

@@ -47,8 +47,13 @@ CONFIG_FIELD_FLAGS: dict[str, str] = {
     "registerWithTaints": "register-with-taints",
 }
 
-# Flags `kubelet_flags` writes itself (KubeletFlags, not configuration fields).
-COMMAND_LINE_FLAGS = frozenset({"config", "kubeconfig", "hostname-override", "runtime-cgroups", "node-labels", "v"})
+# Flags `kubelet_flags` writes itself (KubeletFlags, not configuration fields; v1.30 has no
+# KubeletConfiguration field for the node IP either).
+COMMAND_LINE_FLAGS = frozenset(
+    {"config", "kubeconfig", "hostname-override", "runtime-cgroups", "node-labels", "node-ip", "v"}
+)
+# Command-line flags with a typed setting of their own: extraArgs names it instead.
+FLAG_SETTINGS = {"node-ip": "nodes[].nodeIP (the node certificate then carries that address too)"}
 
 # Flags that weaken authentication or authorization, or replace the credentials and configuration
 # the program writes, even where the program renders no field for them.
@@ -69,6 +74,8 @@ _SETTING_OF_FLAG = {flag: field for field, flag in CONFIG_FIELD_FLAGS.items()}
 
 def refusal(flag: str) -> str | None:
     """Why `flag` may not be set through extraArgs, or None when it may."""
+    if flag in FLAG_SETTINGS:
+        return f"the program sets it on the command line from {FLAG_SETTINGS[flag]}"
     if flag in COMMAND_LINE_FLAGS:
         return "the program sets it on the command line"
     if flag in _SETTING_OF_FLAG:

@@ -1,7 +1,11 @@
 """KubeletNode: the remote steps that turn one machine into a kubelet host.
 
-Four idempotent scripts over SSH, in order:
-  preflight -> install-kubelet, credentials (in parallel) -> configure-and-start.
+Five idempotent scripts over SSH, in order:
+  preflight, node-address (read-only, in parallel) -> install-kubelet, credentials (in parallel)
+  -> configure-and-start.
+The node certificate is issued for the address node-address reports (or nodes[].nodeIP), so the
+component takes a function that issues it. With `rollout.maxParallel` the writing steps also wait
+for another node's configure-and-start (`after`, components/rollout.py).
 Every step has `update` = `create` (in update mode) and no `triggers`: with pulumi-command a
 `triggers` change replaces the resource, and a replacement runs the new create, then the old
 delete. Values that must rerun a step are ordinary inputs (its stdin, or the note at the end of
@@ -12,16 +16,16 @@ rename) is safe too. configure-and-start restarts the kubelet only when a file i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pulumi
 from pulumi_command import remote
 
 from components import node_scripts
-from components.allocatable import node_summary_from_facts
 from components.node_scripts import Hint, Step
-from components.pki import NODE_ORGANIZATION, NodeCertificate
+from components.node_summary import node_summary, primary_address
+from components.pki import NodeCertificate
 from components.settings import NodeSettings, Settings
 
 # Bounded SSH retries: the provider dials dialErrorLimit + 1 times with a short back-off, and
@@ -45,19 +49,23 @@ def connection_args(
 
 
 class KubeletNode(pulumi.ComponentResource):
-    """One kubelet host: preflight, binary, credentials, configuration, service."""
+    """One kubelet host: preflight, its address, binary, credentials, configuration, service."""
 
     summary: pulumi.Output[dict[str, Any]]
+    certificate: NodeCertificate
+    # The step whose success means this node's kubelet passed its health check.
+    configure: remote.Command
 
     def __init__(
         self,
         name: str,
         settings: Settings,
         node: NodeSettings,
-        certificate: NodeCertificate,
+        issue_certificate: Callable[[pulumi.Output[str]], NodeCertificate],
         ca_cert_pem: pulumi.Input[str],
         ssh_private_key: pulumi.Input[str] | None,
         hints: Sequence[Hint] = (),
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("homelab-kubelet:node:KubeletNode", name, None, opts)
@@ -93,8 +101,20 @@ class KubeletNode(pulumi.ComponentResource):
                 **extra,
             )
 
-        preflight = step(node_scripts.preflight(settings, node), [])
-        install = step(node_scripts.install_kubelet(settings, node), [preflight])
+        # Preflight reads the API server's /version trusting the CA, which travels on its stdin: a
+        # certificate, public even when imported from a secret, so the preview shows the step.
+        preflight = step(
+            node_scripts.preflight(settings, node), [],
+            data=pulumi.Output.unsecret(pulumi.Output.from_input(ca_cert_pem)),
+        )
+        address = step(node_scripts.node_address(node), [])
+        # nodes[].nodeIP is known before anything runs; else the address the kubelet picks itself.
+        primary: pulumi.Output[str] = (
+            pulumi.Output.from_input(node.node_ip) if node.node_ip else address.stdout.apply(primary_address)
+        )
+        certificate = self.certificate = issue_certificate(primary)
+        checked = [preflight, address, *after]
+        install = step(node_scripts.install_kubelet(settings, node), checked)
         credentials_data: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(
                 ca_cert_pem, certificate.cert_pem, certificate.private_key_pem, certificate.kubeconfig
@@ -106,7 +126,7 @@ class KubeletNode(pulumi.ComponentResource):
         )
         credentials = step(
             node_scripts.write_credentials(node),
-            [preflight],
+            checked,
             data=credentials_data,
             # The key travels on stdin only; nothing of it may reach the engine's log.
             logging=remote.Logging.NONE,
@@ -115,30 +135,14 @@ class KubeletNode(pulumi.ComponentResource):
         # A digest of what the credentials step writes: it reveals nothing of the key, and keeps
         # the configure step's command plain, so the preview shows it.
         credentials_digest = pulumi.Output.unsecret(credentials_data.apply(node_scripts.content_hash))
-        step(
+        self.configure = step(
             node_scripts.configure_and_start(settings, node, hints),
-            [install, credentials],
+            [install, credentials, *after],
             data=node_scripts.configure_bundle(settings, node),
             note=credentials_digest.apply(lambda digest: node_scripts.configure_note(settings, node, digest)),
         )
 
-        reservations = node.reservations
-        self.summary = preflight.stdout.apply(
-            lambda stdout: {
-                "address": f"{node.address}:{node.port}",
-                "user": node.user,
-                "certCommonName": node.cert_common_name,
-                "certOrganization": NODE_ORGANIZATION,
-                "kubeletVersion": settings.kubernetes.version,
-                "arch": node.arch,
-                "podCIDR": node.pod_cidr,
-                "reservations": {
-                    "systemReserved": reservations.system_reserved.as_kubelet_map(),
-                    "kubeReserved": reservations.kube_reserved.as_kubelet_map(),
-                    "evictionHard": dict(reservations.eviction_hard),
-                    "enforceNodeAllocatable": list(reservations.enforce_node_allocatable),
-                },
-                **(node_summary_from_facts(stdout, reservations) if stdout.strip() else {}),
-            }
-        )
+        self.summary = pulumi.Output.all(
+            preflight.stdout, address.stdout, certificate.ip_addresses, certificate.not_after
+        ).apply(lambda values: node_summary(settings, node, *values))
         self.register_outputs({"summary": self.summary})

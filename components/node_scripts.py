@@ -42,15 +42,24 @@ CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 # Tasks an enforced pid reservation must leave free in its slice: sshd, the steps and containerd fork.
 PID_HEADROOM = 100
 JOURNAL_LINES = 40
+# The version skew policy: a kubelet at most this many minor versions older than its API server.
+MAX_KUBELET_MINOR_SKEW = 3
+# The first containerd 1.6 that reports its sandbox image as pinned, so the kubelet keeps it.
+MIN_CONTAINERD_VERSION = "1.6.22"
+# fs.inotify.max_user_instances below this is a preflight warning ("too many open files").
+MIN_INOTIFY_INSTANCES = 8192
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
 # (kubelet_node, tests, bench) takes the names from here.
 PREFLIGHT = "preflight"
+NODE_ADDRESS = "node-address"
 INSTALL_KUBELET = "install-kubelet"
 CREDENTIALS = "credentials"
 CONFIGURE_AND_START = "configure-and-start"
-STEP_NAMES = (PREFLIGHT, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
+STEP_NAMES = (PREFLIGHT, NODE_ADDRESS, INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
+# The steps that write to the node (each has a delete and holders); the others only look.
+WRITING_STEPS = (INSTALL_KUBELET, CREDENTIALS, CONFIGURE_AND_START)
 
 Mode = Literal["create", "update", "delete"]
 
@@ -154,10 +163,15 @@ def render_step(
     bodies: Sequence[str],
     delete_variables: Mapping[str, Value] | None = None,
     delete_bodies: Sequence[str] = (),
+    state_dir: bool = True,
 ) -> Step:
-    """A step whose create records it as a holder and whose delete acts only for the last one."""
+    """A step whose create records it as a holder and whose delete acts only for the last one.
+
+    `state_dir`: the body reads STATE_DIR (every step with a delete does; of the read-only ones,
+    preflight does and node-address does not)."""
     common: dict[str, Value] = {
-        "STEP": name, "STATE_DIR": paths.STATE_DIR, "HOLDERS_DIR": paths.HOLDERS_DIR, "OWNED_DIR": paths.OWNED_DIR,
+        "STEP": name, **({"STATE_DIR": paths.STATE_DIR} if state_dir or delete_variables is not None else {}),
+        "HOLDERS_DIR": paths.HOLDERS_DIR, "OWNED_DIR": paths.OWNED_DIR,
     }
     title = name.replace("-", " ")
     if delete_variables is None:
@@ -181,6 +195,16 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
     kube_memory = reservations.kube_reserved.memory
     variables: dict[str, Value] = {
         "EXPECTED_ARCH": node.arch,
+        # The version skew check reads the API server's /version with the CA on stdin.
+        "API_SERVER": settings.kubernetes.api_server,
+        "KUBELET_VERSION": settings.kubernetes.version,
+        "MAX_KUBELET_MINOR_SKEW": MAX_KUBELET_MINOR_SKEW,
+        "MIN_CONTAINERD_VERSION": MIN_CONTAINERD_VERSION,
+        "PROC_CGROUPS": paths.PROC_CGROUPS,
+        "DEVICE_TREE_MODEL": paths.DEVICE_TREE_MODEL,
+        "RPI_CMDLINE_FILES": paths.RPI_CMDLINE_FILES,
+        "INOTIFY_MAX_USER_INSTANCES": paths.INOTIFY_MAX_USER_INSTANCES,
+        "MIN_INOTIFY_INSTANCES": MIN_INOTIFY_INSTANCES,
         "RUNTIME_SOCKET": settings.kubernetes.runtime_socket_path,
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
@@ -205,6 +229,21 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
     }
     # Writes nothing, so it has no delete.
     return render_step(PREFLIGHT, node, variables, ["preflight.sh"])
+
+
+def node_address(node: NodeSettings) -> Step:
+    """The node's addresses and the one its kubelet registers (for the certificate's IP SANs).
+
+    A step of its own, apart from preflight: its inputs change only with `nodes[].nodeIP` or the
+    project's scripts, so the certificate, which depends on its output, stays known in a preview
+    where preflight runs again (a reservation or version change)."""
+    variables: dict[str, Value] = {
+        "NODE_IP": node.node_ip or "",
+        "ROUTE_FILE": paths.ROUTE_FILE,
+        "IPV6_ROUTE_FILE": paths.IPV6_ROUTE_FILE,
+    }
+    # Writes nothing, so it has no delete.
+    return render_step(NODE_ADDRESS, node, variables, ["node-address.sh"], state_dir=False)
 
 
 def _free_space_needed(settings: Settings) -> dict[str, Value]:

@@ -23,6 +23,18 @@ LOCK_FILE = f"{STATE_DIR}/lock"
 KUBELET_RECORD = f"{STATE_DIR}/kubelet-running"
 
 
+# What the node-address step reads to find the address the kubelet picks: the default routes.
+ROUTE_FILE = "/proc/net/route"
+IPV6_ROUTE_FILE = "/proc/net/ipv6_route"
+# What preflight's warnings read: the cgroup controllers the kernel enabled, the board (a Raspberry
+# Pi's kernel command line lives in cmdline.txt: Bookworm's path first, then older releases'), and
+# the inotify limit.
+PROC_CGROUPS = "/proc/cgroups"
+DEVICE_TREE_MODEL = "/proc/device-tree/model"
+RPI_CMDLINE_FILES = ("/boot/firmware/cmdline.txt", "/boot/cmdline.txt")
+INOTIFY_MAX_USER_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+
+
 def node_cert(node_name: str) -> str:
     return f"{KUBELET_DIR}/{node_name}.pem"
 

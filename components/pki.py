@@ -85,11 +85,20 @@ class ClusterPki(pulumi.ComponentResource):
 
 
 class NodeCertificate(pulumi.ComponentResource):
-    """A node's key, CSR and CA-signed certificate, and the kubeconfig that embeds them."""
+    """A node's key, CSR and CA-signed certificate, and the kubeconfig that embeds them.
+
+    The IP SANs are the address the node's kubelet registers (`primary_address`: nodes[].nodeIP,
+    or what the node-address step found), then `nodes[].ips`; a changed address is a new CSR and
+    certificate (the same key), which the credentials step writes and configure-and-start
+    restarts the kubelet for.
+    """
 
     cert_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    ip_addresses: pulumi.Output[list[str]]
+    # The certificate's notAfter (RFC 3339), as pulumi-tls reports it (validity_end_time).
+    not_after: pulumi.Output[str]
     common_name: str
 
     def __init__(
@@ -99,12 +108,16 @@ class NodeCertificate(pulumi.ComponentResource):
         pki: PkiSettings,
         ca: ClusterPki,
         api_server: str,
+        primary_address: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("homelab-kubelet:pki:NodeCertificate", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.common_name = node.cert_common_name
         key = tls.PrivateKey(f"{name}-key", **_key_args(pki), opts=child)
+        self.ip_addresses = pulumi.Output.from_input(primary_address).apply(
+            lambda address: list(node.san_ip_addresses(address))
+        )
         request = tls.CertRequest(
             f"{name}-csr",
             private_key_pem=key.private_key_pem,
@@ -114,7 +127,7 @@ class NodeCertificate(pulumi.ComponentResource):
                 **_subject_fields(pki),
             ),
             dns_names=list(node.san_dns_names),
-            ip_addresses=list(node.san_ip_addresses),
+            ip_addresses=self.ip_addresses,
             opts=child,
         )
         cert = tls.LocallySignedCert(
@@ -128,6 +141,7 @@ class NodeCertificate(pulumi.ComponentResource):
             opts=child,
         )
         self.cert_pem = cert.cert_pem
+        self.not_after = cert.validity_end_time
         self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(ca.ca_cert_pem, cert.cert_pem, key.private_key_pem).apply(

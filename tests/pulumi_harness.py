@@ -3,7 +3,9 @@
 The mocks stand in for the tls and command providers: tls resources are made for real with
 `cryptography` (deterministically, keys derived from the resource name, so two runs of the same
 config give the same certificates and the steps' inputs can be compared), and remote
-commands return canned output (preflight: a facts JSON of a 4-CPU, 8 GiB arm64 node).
+commands return canned output (preflight: a facts JSON of a 4-CPU, 8 GiB arm64 node;
+node-address: the node's address from NODE_ADDRESSES). The program's read of its own stack's
+previous outputs (a StackReference) returns `previous_outputs`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ FACTS = {
     "containerdSystemdCgroup": "true",
     "warnings": [],
 }
+# What the node-address step reports per node (the address its kubelet registers).
+NODE_ADDRESSES = {"k8s-master": "192.168.10.10", "k8s-node1": "192.168.10.11", "k8s-node2": "192.168.10.12"}
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+def address_facts(node: str, address: str | None = None) -> dict[str, Any]:
+    address = address or NODE_ADDRESSES.get(node, "192.168.10.99")
+    return {"node": node, "addresses": [address], "primaryAddress": address,
+            "primaryAddressSource": "the default route (eth0)", "warnings": []}
 
 
 def unwrap(value: Any) -> Any:
@@ -53,6 +64,17 @@ def unwrap(value: Any) -> Any:
     if isinstance(value, list):
         return [unwrap(item) for item in value]
     return value
+
+
+def has_unknown(value: Any) -> bool:
+    """An input the engine does not know yet (a preview, before what it comes from ran)."""
+    if isinstance(value, pulumi.output.Unknown) or value == pulumi.runtime.rpc.UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(has_unknown(item) for item in value.values())
+    if isinstance(value, list):
+        return any(has_unknown(item) for item in value)
+    return False
 
 
 def is_secret_input(value: Any) -> bool:
@@ -149,7 +171,18 @@ class Registered:
 class ProviderMocks(pulumi.runtime.Mocks):
     """Emulated tls and command providers (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        previous_outputs: dict[str, Any] | None = None,
+        unknown_steps: tuple[str, ...] = (),
+        addresses: dict[str, str] | None = None,
+    ) -> None:
+        # The stack's outputs of the previous deployment, as the StackReference reads them.
+        self.previous_outputs = previous_outputs or {}
+        # Per node, the address the node-address step reports instead of NODE_ADDRESSES'.
+        self.addresses = addresses or {}
+        # Steps (name suffixes) whose stdout is unknown, as in a preview before they ran.
+        self.unknown_steps = unknown_steps
         self.resources: list[Registered] = []
         # Every resource the program constructed (run_program records it in the SDK), also those
         # whose registration had not reached the mocks when the program failed.
@@ -159,7 +192,11 @@ class ProviderMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         plain = unwrap(inputs)
         outputs: dict[str, Any] = dict(inputs)
-        if args.typ == "tls:index/privateKey:PrivateKey":
+        if args.typ.startswith("tls:") and has_unknown(plain):
+            # As the provider answers a preview: what it would compute from unknown inputs is unknown.
+            for name in ("certRequestPem", "certPem", "validityStartTime", "validityEndTime", "readyForRenewal"):
+                outputs[name] = pulumi.UNKNOWN
+        elif args.typ == "tls:index/privateKey:PrivateKey":
             key = _key_for(args.name)
             outputs["privateKeyPem"] = _pem_key(key)
             outputs["publicKeyPem"] = key.public_key().public_bytes(
@@ -194,11 +231,23 @@ class ProviderMocks(pulumi.runtime.Mocks):
                 plain["allowedUses"], bool(plain.get("isCaCertificate")), plain["validityPeriodHours"],
                 sans, args.name,
             )
+            # As pulumi-tls reports them (RFC 3339; Go prints nanoseconds).
+            end = FIXED_TIME + datetime.timedelta(hours=plain["validityPeriodHours"])
+            outputs["validityStartTime"] = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%S.000000001Z")
+            outputs["validityEndTime"] = end.strftime("%Y-%m-%dT%H:%M:%S.000000001Z")
+            outputs["readyForRenewal"] = False
+        elif args.typ == STACK_REFERENCE:
+            outputs = {"name": args.name, "outputs": self.previous_outputs, "secretOutputNames": []}
         elif args.typ == "command:remote:Command":
-            stdout = ""
+            stdout: Any = ""
             if args.name.endswith(f"-{node_scripts.PREFLIGHT}"):
                 node = args.name.removesuffix(f"-{node_scripts.PREFLIGHT}")
                 stdout = json.dumps({**FACTS, "node": node, "hostname": node})
+            elif args.name.endswith(f"-{node_scripts.NODE_ADDRESS}"):
+                node = args.name.removesuffix(f"-{node_scripts.NODE_ADDRESS}")
+                stdout = json.dumps(address_facts(node, self.addresses.get(node)))
+            if any(args.name.endswith(f"-{step}") for step in self.unknown_steps):
+                stdout = pulumi.UNKNOWN
             outputs.update(stdout=stdout, stderr="")
         self.resources.append(Registered(args.typ, args.name, inputs, outputs))
         return f"{args.name}-id", outputs
@@ -256,14 +305,17 @@ def run_program(
     monkeypatch: Any = None,
     extra_config: dict[str, str] | None = None,
     mocks: ProviderMocks | None = None,
+    preview: bool = False,
 ) -> ProgramRun:
     """Run __main__.py with this stack config under the mocks; wait for every output.
 
     `extra_config`: more keys as written in a stack file ("namespace:key" -> value). Pass your
-    own `mocks` to see what was registered when the program fails."""
+    own `mocks` to see what was registered when the program fails. `preview`: run as a preview
+    (outputs a mock leaves unknown stay unknown; see ProviderMocks.unknown_steps)."""
     secrets = secrets or {}
     mocks = mocks or ProviderMocks()
-    pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=False)
+    # "organization": the default organization of a file backend (what the real engine reports).
+    pulumi.runtime.set_mocks(mocks, project="homelab-kubelet", stack="test", preview=preview, organization="organization")
     all_config = (
         _config_strings(config) | {f"homelab-kubelet:{k}": v for k, v in secrets.items()} | (extra_config or {})
     )

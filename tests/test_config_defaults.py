@@ -14,7 +14,14 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from components.settings import KubeletSettings, KubernetesSettings, PkiSettings, Reservations, SshSettings
+from components.settings import (
+    KubeletSettings,
+    KubernetesSettings,
+    PkiSettings,
+    Reservations,
+    RolloutSettings,
+    SshSettings,
+)
 from tests.stack_config import REPO
 
 SECTIONS: dict[str, type[BaseModel]] = {
@@ -23,6 +30,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "kubelet": KubeletSettings,
     "reservations": Reservations,
     "pki": PkiSettings,
+    "rollout": RolloutSettings,
 }
 
 

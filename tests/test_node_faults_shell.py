@@ -215,7 +215,7 @@ def test_preflight_names_a_full_filesystem_and_the_space_the_steps_need(tmp_path
         rendered = rendered.replace(line, f"WRITE_DIRS=({target / 'kubelet'} {target / 'homelab-kubelet'} /tmp)")
         line = next(line for line in rendered.splitlines() if line.startswith("WRITE_KB="))
         rendered = rendered.replace(line, "WRITE_KB=(1024 1024 1)")
-        result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, check=False)
+        result = subprocess.run(["bash", "-c", rendered], input="", capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert (f"preflight: only 0Mi free on {target} (for {target / 'kubelet'}, {target / 'homelab-kubelet'}); "
             f"the steps need 2Mi there: free some space (df -h {target})") in result.stderr

@@ -117,7 +117,7 @@ def test_command_lines_hand_each_mode_its_script_and_the_data(tmp_path: Path) ->
                     # create and update read the data; delete drains it before its script runs.
                     assert (capture.with_suffix(".stdin")).read_text() == ("" if mode == "delete" else data)
                     checked += 1
-    assert checked == 2 * 11 * 2  # 2 stacks x 11 command lines x 2 shells
+    assert checked == 2 * 13 * 2  # 2 stacks x 13 command lines x 2 shells
 
 
 def test_command_line_fails_clearly_on_a_cut_stdin(tmp_path: Path) -> None:
@@ -704,7 +704,7 @@ def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) ->
     for name, (value, _) in planted.items():
         line = next(line for line in script.splitlines() if line.startswith(f"{name}="))
         script = script.replace(line + "\n", f"{name}={value}\n", 1)
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    result = subprocess.run(["bash", "-c", script], input="", capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stdout == ""  # no facts JSON when a check fails
     lines = result.stderr.splitlines()

@@ -8,6 +8,7 @@ into a temp dir (tests/workspace.py).
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +26,7 @@ PER_NODE = {
     "tls:index/certRequest:CertRequest": 1,
     "tls:index/locallySignedCert:LocallySignedCert": 1,
     "homelab-kubelet:node:KubeletNode": 1,
-    "command:remote:Command": 4,
+    "command:remote:Command": len(node_scripts.STEP_NAMES),
 }
 
 
@@ -76,3 +77,24 @@ def test_real_preview_rejects_bad_config_before_any_resource(tmp_path: Path) -> 
     registered = [e for e in events if e.resource_pre_event is not None
                   and e.resource_pre_event.metadata.type != "pulumi:pulumi:Stack"]
     assert registered == []
+
+
+@pytest.mark.toolchain
+def test_real_preview_warns_of_a_certificate_inside_its_renewal_window(tmp_path: Path) -> None:
+    # The program reads the `nodes` output of the stack's last deployment back through the real
+    # engine (a StackReference to its own stack): a state holding only that output stands in for it.
+    stack = homelab_stack(tmp_path)
+    soon = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    urn = f"urn:pulumi:{stack.name}::homelab-kubelet::pulumi:pulumi:Stack::homelab-kubelet-{stack.name}"
+    stack.import_stack(auto.Deployment(version=3, deployment={
+        "manifest": {"time": "2026-01-01T00:00:00Z", "magic": "", "version": ""},
+        "resources": [{"urn": urn, "custom": False, "type": "pulumi:pulumi:Stack",
+                       "outputs": {"nodes": {"k8s-node1": {"certNotAfter": soon}}}}],
+    }))
+    events: list[auto.EngineEvent] = []
+    stack.preview(on_event=events.append, color="never")
+    warnings = [event.diagnostic_event.message for event in events
+                if event.diagnostic_event is not None and event.diagnostic_event.severity == "warning"]
+    expected = f"k8s-node1: its certificate expires at {soon} and is inside its renewal window"
+    assert [warning for warning in warnings if expected in warning], warnings
+    assert not [warning for warning in warnings if "k8s-master: its certificate" in warning], warnings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import ipaddress
+import datetime
 import re
 from typing import Any
 
@@ -19,14 +19,22 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components import bundle, node_scripts
-from tests.pulumi_harness import ProgramRun, ProviderMocks, is_secret_input, run_program, unwrap
+from tests.pulumi_harness import (
+    NODE_ADDRESSES,
+    ProgramRun,
+    ProviderMocks,
+    has_unknown,
+    is_secret_input,
+    run_program,
+    unwrap,
+)
 from tests.stack_config import HOMELAB_KNOWN_HOSTS, homelab_config, homelab_known_host
 
 NODES = ("k8s-master", "k8s-node1", "k8s-node2")
 # Written out, not imported: a step's name is part of its URN, so renaming one makes Pulumi create
 # the new resource and delete the old (the holders keep that safe), unless an alias says otherwise.
-STEPS = ("preflight", "install-kubelet", "credentials", "configure-and-start")
-PREFLIGHT, INSTALL, CREDENTIALS, CONFIGURE = STEPS
+STEPS = ("preflight", "node-address", "install-kubelet", "credentials", "configure-and-start")
+PREFLIGHT, ADDRESS, INSTALL, CREDENTIALS, CONFIGURE = STEPS
 COMMAND = "command:remote:Command"
 HOMELAB_SECRETS = {"sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-ssh-key\n-----END OPENSSH PRIVATE KEY-----\n"}
 
@@ -77,6 +85,7 @@ def test_resource_graph_per_node(homelab: ProgramRun) -> None:
 
 def test_the_step_names_are_the_program_s(homelab: ProgramRun) -> None:
     assert node_scripts.STEP_NAMES == STEPS
+    assert node_scripts.WRITING_STEPS == (INSTALL, CREDENTIALS, CONFIGURE)
 
 
 def test_children_are_parented_to_their_component(homelab: ProgramRun) -> None:
@@ -136,22 +145,81 @@ def test_kubeconfig_names_the_node_user_and_server(homelab: ProgramRun) -> None:
         assert kubeconfig["contexts"][0]["context"]["user"] == f"system:node:{node}"
 
 
+def ip_sans(run: ProgramRun, node: str) -> list[str]:
+    sans = client_cert(run, node).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [str(address) for address in sans.get_values_for_type(x509.IPAddress)]
+
+
 def test_ip_sans_follow_node_ips() -> None:
     config = homelab_with_key()
     config["nodes"][1]["ips"] = ["192.168.1.11", "fd00::11"]
     run = run_program(config, HOMELAB_SECRETS)
-    sans = client_cert(run, "k8s-node1").extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.IPAddress) == [
-        ipaddress.ip_address("192.168.1.11"),
-        ipaddress.ip_address("fd00::11"),
-    ]
+    # The address the kubelet registers (the node-address step's, see the harness) comes first.
+    assert ip_sans(run, "k8s-node1") == ["192.168.10.11", "192.168.1.11", "fd00::11"]
+
+
+def test_each_certificate_carries_the_address_its_kubelet_registers(homelab: ProgramRun) -> None:
+    # The homelab stack sets no ips: the SAN comes from what the node-address step found.
+    for node in NODES:
+        assert ip_sans(homelab, node) == [NODE_ADDRESSES[node]]
+        unit = configure_files(homelab, node)["/etc/systemd/system/kubelet.service"]
+        assert "--node-ip" not in unit  # the kubelet picks that same address itself
+        summary = homelab.outputs["nodes"][node]
+        assert summary["nodeIP"] == NODE_ADDRESSES[node]
+        assert summary["certIPAddresses"] == [NODE_ADDRESSES[node]]
+
+
+def test_node_ip_goes_to_the_certificate_and_the_kubelet() -> None:
+    config = homelab_with_key()
+    config["nodes"][1].update(nodeIP="192.168.2.11", ips=["192.168.2.11", "fd00::11"])
+    run = run_program(config, HOMELAB_SECRETS)
+    assert ip_sans(run, "k8s-node1") == ["192.168.2.11", "fd00::11"]
+    assert "--node-ip=192.168.2.11" in configure_files(run, "k8s-node1")["/etc/systemd/system/kubelet.service"]
+    # The node-address step checks the address is the node's.
+    assert "NODE_IP=192.168.2.11\n" in str(run.resource(f"k8s-node1-{ADDRESS}").inputs["stdin"])
+    assert ip_sans(run, "k8s-node2") == [NODE_ADDRESSES["k8s-node2"]]
+    assert "--node-ip" not in configure_files(run, "k8s-node2")["/etc/systemd/system/kubelet.service"]
+
+
+def test_a_changed_address_reissues_that_certificate_with_the_same_key(homelab: ProgramRun) -> None:
+    moved = run_program(homelab_with_key(), HOMELAB_SECRETS, mocks=ProviderMocks(addresses={"k8s-node1": "192.168.10.77"}))
+    assert ip_sans(moved, "k8s-node1") == ["192.168.10.77"]
+    for node in NODES:
+        # The steps' inputs: the new certificate reaches the node through credentials, and the
+        # kubelet restarts for it through configure-and-start's note; nothing else runs.
+        assert rerun_steps(homelab, moved, node) == ([CREDENTIALS, CONFIGURE] if node == "k8s-node1" else []), node
+    key = unwrap(moved.resource("k8s-node1-key").outputs["privateKeyPem"])
+    assert key == unwrap(homelab.resource("k8s-node1-key").outputs["privateKeyPem"])
+    assert moved.resource("k8s-node1-csr").inputs["ipAddresses"] == ["192.168.10.77"]
+
+
+def test_preview_works_before_the_node_address_is_known() -> None:
+    # A fresh stack's preview: nothing ran yet, so the steps' outputs are unknown.
+    mocks = ProviderMocks(unknown_steps=(PREFLIGHT, ADDRESS))
+    run = run_program(homelab_with_key(), HOMELAB_SECRETS, mocks=mocks, preview=True)
+    for node in NODES:
+        assert has_unknown(run.resource(f"{node}-csr").inputs["ipAddresses"])
+        # What the steps do is known all the same: the preview shows their scripts and files.
+        for step in (PREFLIGHT, ADDRESS, INSTALL, CONFIGURE):
+            stdin = unwrap(run.resource(f"{node}-{step}").inputs["stdin"])
+            assert isinstance(stdin, str) and not has_unknown(stdin), (node, step)
+    # nodeIP is known before anything runs: that certificate needs no step.
+    config = homelab_with_key()
+    config["nodes"][1]["nodeIP"] = "192.168.2.11"
+    run = run_program(config, HOMELAB_SECRETS, mocks=ProviderMocks(unknown_steps=(PREFLIGHT, ADDRESS)), preview=True)
+    assert run.resource("k8s-node1-csr").inputs["ipAddresses"] == ["192.168.2.11"]
+
+
+def configure_files(run: ProgramRun, node: str) -> dict[str, str]:
+    return {f.path: f.content for f in bundle.unpack(step_data(run, f"{node}-{CONFIGURE}"))}
 
 
 def test_dependency_order(homelab: ProgramRun) -> None:
     for node in NODES:
         assert homelab.declaration(f"{node}-{PREFLIGHT}").depends_on == []
+        assert homelab.declaration(f"{node}-{ADDRESS}").depends_on == []
         for step in (INSTALL, CREDENTIALS):
-            assert homelab.declaration(f"{node}-{step}").depends_on == [f"{node}-{PREFLIGHT}"]
+            assert homelab.declaration(f"{node}-{step}").depends_on == [f"{node}-{PREFLIGHT}", f"{node}-{ADDRESS}"]
         assert sorted(homelab.declaration(f"{node}-{CONFIGURE}").depends_on) == sorted(
             f"{node}-{step}" for step in (INSTALL, CREDENTIALS)
         )
@@ -159,7 +227,9 @@ def test_dependency_order(homelab: ProgramRun) -> None:
 
 def test_every_step_but_preflight_cleans_up(homelab: ProgramRun) -> None:
     for command in homelab.resources(COMMAND):
-        if not command.name.endswith(f"-{PREFLIGHT}"):
+        if command.name.endswith((f"-{PREFLIGHT}", f"-{ADDRESS}")):
+            assert not command.inputs.get("delete"), f"{command.name} writes nothing and has no delete"
+        else:
             assert command.inputs.get("delete"), f"{command.name} has no delete"
 
 
@@ -196,6 +266,17 @@ def test_ssh_key_is_a_secret_connection_input(homelab: ProgramRun) -> None:
         assert unwrap(command.inputs["connection"])["privateKey"] == HOMELAB_SECRETS["sshPrivateKey"]
     # The key itself, not only the connection the SDK wraps: one connection per node.
     assert homelab.private_key_secret == [True] * len(NODES)
+
+
+def test_preflight_gets_the_ca_for_the_version_check_in_plain_text() -> None:
+    for run in (run_program(homelab_with_key(), HOMELAB_SECRETS), imported_ca_run()[0]):
+        ca = run.outputs["caCertificate"]
+        for node in NODES:
+            preflight = run.resource(f"{node}-{PREFLIGHT}").inputs
+            # A certificate is public: the preview shows preflight's stdin even for an imported CA.
+            assert not is_secret_input(preflight["stdin"])
+            assert step_data(run, f"{node}-{PREFLIGHT}") == ca
+            assert "API_SERVER=https://k8s-master:6443\n" in preflight["stdin"]
 
 
 def test_configuration_travels_on_stdin_as_yaml(homelab: ProgramRun) -> None:
@@ -261,13 +342,15 @@ def test_reservation_change_reruns_two_steps_on_that_node_only(homelab: ProgramR
         assert configure_note(changed, node) == configure_note(homelab, node)
 
 
-def test_version_change_reruns_install_and_configure() -> None:
+def test_version_change_reruns_preflight_install_and_configure() -> None:
     base = run_program(homelab_with_key(), HOMELAB_SECRETS)
     config = homelab_with_key()
     config["kubernetes"]["version"] = "v1.30.2"
     upgraded = run_program(config, HOMELAB_SECRETS)
     for node in NODES:
-        assert rerun_steps(base, upgraded, node) == [INSTALL, CONFIGURE]
+        # Preflight checks the new version against the API server's (the version skew policy).
+        assert rerun_steps(base, upgraded, node) == [PREFLIGHT, INSTALL, CONFIGURE]
+        assert "KUBELET_VERSION=v1.30.2\n" in upgraded.resource(f"{node}-{PREFLIGHT}").inputs["stdin"]
         assert "kubelet v1.30.1 (arm64)" in configure_note(base, node)
         assert "kubelet v1.30.2 (arm64)" in configure_note(upgraded, node)
         assert "KUBELET_VERSION=v1.30.2" in upgraded.resource(f"{node}-{INSTALL}").inputs["stdin"]
@@ -299,13 +382,18 @@ def test_sudo_user_wraps_every_step() -> None:
         assert unwrap(command.inputs["connection"])["user"] == "kube"
 
 
-def test_imported_ca_is_used_and_not_generated() -> None:
+def imported_ca_run() -> tuple[ProgramRun, str]:
+    """The homelab stack with pki.importCa and the CA of another run as its secrets; and that CA."""
     donor = run_program(homelab_with_key(), HOMELAB_SECRETS)
     ca_cert = donor.outputs["caCertificate"]
     ca_key = unwrap(donor.resource("cluster-ca-key").outputs["privateKeyPem"])
     config = homelab_with_key()
     config["pki"] = {**config["pki"], "importCa": True}
-    run = run_program(config, {**HOMELAB_SECRETS, "caCertPem": ca_cert, "caKeyPem": ca_key})
+    return run_program(config, {**HOMELAB_SECRETS, "caCertPem": ca_cert, "caKeyPem": ca_key}), ca_cert
+
+
+def test_imported_ca_is_used_and_not_generated() -> None:
+    run, ca_cert = imported_ca_run()
     assert not run.resources("tls:index/selfSignedCert:SelfSignedCert")
     assert len(run.resources("tls:index/privateKey:PrivateKey")) == 3
     assert run.outputs["caCertificate"] == ca_cert
@@ -368,7 +456,7 @@ def test_a_key_without_a_close_match_lists_the_known_keys() -> None:
 def test_keys_of_other_namespaces_are_left_alone() -> None:
     run = run_program(homelab_with_key(), HOMELAB_SECRETS,
                       extra_config={"command:someSetting": "x", "tls:proxy": '{"fromEnv": true}'})
-    assert len(run.resources(COMMAND)) == 4 * len(NODES)
+    assert len(run.resources(COMMAND)) == len(STEPS) * len(NODES)
 
 
 # --- SSH host keys ------------------------------------------------------------------------------
@@ -419,3 +507,97 @@ def test_insecure_ignore_host_key_dials_without_a_key_and_warns(tmp_path: Any, m
     assert keys == {"k8s-master": None, "k8s-node1": None, "k8s-node2": homelab_known_host("k8s-node2")}
     assert len(warnings) == 2 and all("is NOT verified" in warning for warning in warnings), warnings
     assert "nodes[0] (k8s-master)" in warnings[0] and "nodes[1] (k8s-node1)" in warnings[1]
+
+
+# --- rollout.maxParallel: the writing steps of a node wait for an earlier node's health check ------
+
+WRITING_STEPS = (INSTALL, CREDENTIALS, CONFIGURE)
+
+
+def cross_node_dependencies(run: ProgramRun) -> dict[str, list[str]]:
+    """step -> the steps of other nodes it depends on, for every step that has some."""
+    found = {}
+    for node in NODES:
+        for step in STEPS:
+            others = [d for d in run.declaration(f"{node}-{step}").depends_on if not d.startswith(f"{node}-")]
+            if others:
+                found[f"{node}-{step}"] = others
+    return found
+
+
+def test_without_rollout_every_node_goes_at_once(homelab: ProgramRun) -> None:
+    assert cross_node_dependencies(homelab) == {}
+
+
+@pytest.mark.parametrize("max_parallel", [3, 7])
+def test_rollout_as_wide_as_the_stack_chains_nothing(max_parallel: int) -> None:
+    config = homelab_with_key()
+    config["rollout"] = {"maxParallel": max_parallel}
+    assert cross_node_dependencies(run_program(config, HOMELAB_SECRETS)) == {}
+
+
+def test_rollout_one_at_a_time_chains_each_node_to_the_previous_health_check() -> None:
+    config = homelab_with_key()
+    config["rollout"] = {"maxParallel": 1}
+    run = run_program(config, HOMELAB_SECRETS)
+    # In the stack's order: k8s-master first, then k8s-node1, then k8s-node2. Preflight and
+    # node-address write nothing and run everywhere at once.
+    assert cross_node_dependencies(run) == {
+        **{f"k8s-node1-{step}": [f"k8s-master-{CONFIGURE}"] for step in WRITING_STEPS},
+        **{f"k8s-node2-{step}": [f"k8s-node1-{CONFIGURE}"] for step in WRITING_STEPS},
+    }
+    # The chain changes only the order: every step's inputs are the same as without it.
+    plain = run_program(homelab_with_key(), HOMELAB_SECRETS)
+    for node in NODES:
+        assert rerun_steps(plain, run, node) == [], node
+
+
+def test_rollout_two_at_a_time() -> None:
+    config = homelab_with_key()
+    config["rollout"] = {"maxParallel": 2}
+    run = run_program(config, HOMELAB_SECRETS)
+    assert cross_node_dependencies(run) == {f"k8s-node2-{step}": [f"k8s-master-{CONFIGURE}"] for step in WRITING_STEPS}
+
+
+# --- certificate expiry ---------------------------------------------------------------------------
+
+
+def previous_nodes(**not_after: datetime.datetime) -> dict[str, Any]:
+    """A previous deployment's `nodes` output with these notAfter times (Go's RFC 3339)."""
+    return {"nodes": {node: {"certNotAfter": time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z")}
+                      for node, time in not_after.items()}}
+
+
+def warnings_of(monkeypatch: Any, previous: dict[str, Any]) -> tuple[list[str], ProgramRun]:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
+    run = run_program(homelab_with_key(), HOMELAB_SECRETS, mocks=ProviderMocks(previous_outputs=previous), preview=True)
+    return warnings, run
+
+
+def test_nodes_output_carries_each_certificate_s_not_after(homelab: ProgramRun) -> None:
+    for node in NODES:
+        cert = client_cert(homelab, node)
+        recorded = homelab.outputs["nodes"][node]["certNotAfter"]
+        assert recorded == homelab.resource(f"{node}-cert").outputs["validityEndTime"]
+        assert recorded.startswith(cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def test_a_certificate_inside_its_renewal_window_is_a_warning(monkeypatch: Any) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    # pki.earlyRenewalHours is 720 (30 days) in the homelab stack.
+    warnings, _ = warnings_of(monkeypatch, previous_nodes(
+        **{"k8s-master": now + datetime.timedelta(days=60), "k8s-node1": now + datetime.timedelta(days=10),
+           "k8s-node2": now - datetime.timedelta(hours=1), "gone-node": now - datetime.timedelta(days=1)}
+    ))
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("k8s-node1: its certificate expires at ")
+    assert "inside its renewal window" in warnings[0] and "pki.earlyRenewalHours: 720" in warnings[0]
+    assert warnings[1].startswith("k8s-node2: its certificate EXPIRED at ")
+    assert all("`pulumi up` issues a new one" in warning for warning in warnings)
+
+
+def test_no_previous_deployment_no_expiry_warning(monkeypatch: Any) -> None:
+    warnings, run = warnings_of(monkeypatch, {})
+    assert warnings == []
+    assert run.resources("pulumi:pulumi:StackReference")[0].name == "organization/homelab-kubelet/test"

@@ -2,8 +2,8 @@
 
 Golden files live in tests/golden/<stack>/ for node k8s-node1 of two stacks: `homelab`
 (Pulumi.homelab.yaml as it is) and `variant` (the homelab stack with a non-root sudo user
-`kube`, authMode permissive, labels, taints, extraArgs, a per-node reservation override and
-RSA keys; see `variant_config`). The homelab stack's node scripts are golden whole; the variant's
+`kube`, authMode permissive, labels, taints, extraArgs, a nodeIP, a per-node reservation
+override and RSA keys; see `variant_config`). The homelab stack's node scripts are golden whole; the variant's
 only up to lib.sh (`*.header.sh`: strict mode, title, variables), since
 `test_scripts_are_header_lib_and_bodies` proves every script is header + lib.sh + its bodies. A
 mismatch fails with a unified diff. After an intended
@@ -69,6 +69,7 @@ def variant_config() -> dict[str, Any]:
         extraArgs={"max-pods": "50", "serialize-image-pulls": "false"},
         reservations={"kubeReserved": {"cpu": "512m", "memory": "768Mi"}},
         ips=["192.168.1.11"],
+        nodeIP="192.168.1.11",
     )
     return raw
 
@@ -87,6 +88,7 @@ NOTE = "kubelet v1.30.1 (arm64), credentials 0123456789abcdef"
 def steps(settings: Settings, node: NodeSettings) -> dict[str, node_scripts.Step]:
     rendered = (
         node_scripts.preflight(settings, node),
+        node_scripts.node_address(node),
         node_scripts.install_kubelet(settings, node),
         node_scripts.write_credentials(node),
         node_scripts.configure_and_start(settings, node, catalogue_hints()),
@@ -146,6 +148,7 @@ LIB_TEXT = (node_scripts.SCRIPTS_DIR / "lib.sh").read_text().rstrip("\n")
 # How each script is composed: (the create or delete) -> its bodies after lib.sh.
 SCRIPT_BODIES = {
     "preflight.create": ("preflight.sh",),
+    "node-address.create": ("node-address.sh",),
     "install-kubelet.create": ("lock.sh", "install-kubelet.sh", "hold.sh"),
     "install-kubelet.delete": ("lock.sh", "release.sh", "remove-kubelet.sh", "tidy-state.sh"),
     "credentials.create": ("lock.sh", "write-credentials.sh", "hold.sh"),
@@ -221,6 +224,7 @@ def test_variant_stack_is_what_it_claims() -> None:
     assert settings.kubelet.auth_mode == "permissive"
     assert settings.pki.algorithm == "RSA"
     assert node.labels and node.taints and node.extra_args
+    assert node.node_ip == "192.168.1.11"
     assert node.reservations.kube_reserved.as_kubelet_map() == {"cpu": "512m", "memory": "768Mi"}
 
 
@@ -344,6 +348,9 @@ def test_kubelet_unit_flags(stack_name: str) -> None:
     assert "--kubeconfig=/var/lib/kubelet/kubeconfig" in argv
     assert service["Slice"] == "kube.slice"
     assert service["ExecStartPre"] == "/usr/local/libexec/homelab-kubelet/prepare-cgroups kube.slice system.slice"
+    # --node-ip only with nodes[].nodeIP: otherwise the kubelet's own choice, which the certificate follows.
+    assert ("--node-ip=192.168.1.11" in argv) == (stack_name == "variant")
+    assert not [arg for arg in argv if arg.startswith("--node-ip")][1:]
     if stack_name == "variant":
         assert "--node-labels=example.com/gpu=,topology.kubernetes.io/zone=rack-1" in argv
         assert "--max-pods=50" in argv
@@ -527,7 +534,8 @@ def test_no_private_key_in_any_command_line(stack_name: str) -> None:
     )
     assert "PRIVATE KEY" in bundle  # the key is there, on stdin
     lines = {**command_lines(settings, node), **{f"{name}.sh": text for name, text in step_scripts(settings, node).items()}}
-    assert len(lines) == 11 + 7  # 4 creates, 4 updates, 3 deletes (preflight writes nothing); 7 scripts
+    # 5 creates, 5 updates, 3 deletes (preflight and node-address write nothing); 8 scripts
+    assert len(lines) == 13 + 8
     for name, line in lines.items():
         assert "PRIVATE KEY" not in line, name
         assert "RFVNTVktTk9ERS1LRVk" not in line, name
@@ -597,7 +605,7 @@ def test_configure_note_names_what_the_kubelet_runs_on() -> None:
 def test_every_step_with_a_delete_holds_and_releases() -> None:
     for name, step in steps(*stack("homelab")).items():
         if step.delete_script is None:
-            assert name == node_scripts.PREFLIGHT  # writes nothing
+            assert name in (node_scripts.PREFLIGHT, node_scripts.NODE_ADDRESS)  # write nothing
             continue
         hold = (node_scripts.SCRIPTS_DIR / "hold.sh").read_text().rstrip("\n")
         assert step.create_script.rstrip("\n").endswith(f"{hold}\n{node_scripts.SCRIPT_END}"), name
@@ -727,3 +735,26 @@ def test_install_step_carries_the_pinned_digest_of_its_arch_and_version() -> Non
     assert f"PINNED_SHA256={'ab' * 32}\n" in script
     settings, node = stack("homelab")
     assert "PINNED_SHA256=''\n" in node_scripts.install_kubelet(settings, node).create_script
+
+
+# --- rollout.maxParallel (components/rollout.py; the wiring is in tests/test_program.py) ---------
+
+
+@pytest.mark.parametrize(
+    ("count", "max_parallel", "waits_for"),
+    [
+        (3, None, [None, None, None]),
+        (3, 1, [None, 0, 1]),
+        (3, 2, [None, None, 0]),
+        (3, 3, [None, None, None]),
+        (5, 2, [None, None, 0, 1, 2]),
+        (1, 1, [None]),
+        (0, 1, []),
+    ],
+)
+def test_rollout_waits_for_the_node_max_parallel_places_earlier(
+    count: int, max_parallel: int | None, waits_for: list[int | None]
+) -> None:
+    from components.rollout import predecessors
+
+    assert predecessors(count, max_parallel) == waits_for

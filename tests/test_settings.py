@@ -367,7 +367,7 @@ BAD_CASES: dict[str, Bad] = {
         _node(1, "extraArgs", {"max-pods": "50 --authorization-mode=AlwaysAllow"}),
         "nodes[1].extraArgs", "'50 --authorization-mode=AlwaysAllow'",
     ),
-    "extraArgs value with a tab": Bad(_node(1, "extraArgs", {"node-ip": "10.0.0.1\t--v=9"}), "nodes[1].extraArgs", "'10.0.0.1\\t--v=9'"),
+    "extraArgs value with a tab": Bad(_node(1, "extraArgs", {"provider-id": "10.0.0.1\t--v=9"}), "nodes[1].extraArgs", "'10.0.0.1\\t--v=9'"),
     "extraArgs value with %": Bad(_node(1, "extraArgs", {"provider-id": "%n"}), "nodes[1].extraArgs", "'%n'"),
     "extraArgs value with $": Bad(_node(1, "extraArgs", {"provider-id": "$MAINPID"}), "nodes[1].extraArgs", "'$MAINPID'"),
     "extraArgs value with a double quote": Bad(_node(1, "extraArgs", {"provider-id": 'a"b'}), "nodes[1].extraArgs", "'a\"b'"),
@@ -547,6 +547,18 @@ BAD_CASES: dict[str, Bad] = {
     "locality with a newline": Bad(
         lambda raw: raw["pki"]["subject"].__setitem__("locality", "Tokyo\nCN=evil"), "pki.subject.locality", "'Tokyo\\nCN=evil'"
     ),
+    # The kubelet's validateNodeIP refuses these for --node-ip, in these words.
+    "nodeIP loopback": Bad(_node(1, "nodeIP", "127.0.1.1"), "nodes[1].nodeIP", "'127.0.1.1' cannot be the node's IP: the kubelet refuses it (\"nodeIP can't be loopback address\")"),
+    "nodeIP link-local": Bad(_node(1, "nodeIP", "fe80::1"), "nodes[1].nodeIP", "\"nodeIP can't be a link-local unicast address\""),
+    "nodeIP unspecified": Bad(_node(1, "nodeIP", "0.0.0.0"), "nodes[1].nodeIP", "\"nodeIP can't be an all zeros address\""),
+    "nodeIP a hostname": Bad(_node(1, "nodeIP", "k8s-node1"), "nodes[1].nodeIP", "'k8s-node1' is not an IP address"),
+    "node-ip through extraArgs": Bad(
+        _node(1, "extraArgs", {"node-ip": "192.168.1.11"}), "nodes[1].extraArgs", "'node-ip' cannot be set through extraArgs: the program sets it on the command line from nodes[].nodeIP"
+    ),
+    "rollout.maxParallel 0": Bad(lambda raw: raw.__setitem__("rollout", {"maxParallel": 0}), "rollout.maxParallel", "0"),
+    "rollout.maxParallel a string": Bad(lambda raw: raw.__setitem__("rollout", {"maxParallel": "1"}), "rollout.maxParallel", "'1' is not a number"),
+    "rollout.maxParallel 1.5": Bad(lambda raw: raw.__setitem__("rollout", {"maxParallel": 1.5}), "rollout.maxParallel", "1.5"),
+    "rollout unknown key": Bad(lambda raw: raw.__setitem__("rollout", {"maxParalel": 1}), "rollout.maxParalel", None),
 }
 FIRST_ISSUE_12_CASE = "extraArgs value with a newline"
 
@@ -796,10 +808,21 @@ def test_a_pinned_digest_allows_a_plain_http_mirror() -> None:
 def test_extra_args_the_kubelet_takes_pass_verbatim() -> None:
     raw = homelab_config()
     args = {"max-pods": "50", "eviction-soft": "memory.available<200Mi", "feature-gates": "A=true,B=false",
-            "node-ip": "fd00::11", "image-service-endpoint": "unix:///run/x.sock", "provider-id": ""}
+            "image-service-endpoint": "unix:///run/x.sock", "provider-id": ""}
     raw["nodes"][1]["extraArgs"] = args
     raw["nodes"][1]["podCIDR"] = "10.200.1.0/26"  # 61 addresses: enough for max-pods 50
     assert _parse(raw).node("k8s-node1").extra_args == args
+
+
+def test_node_ip_and_rollout() -> None:
+    raw = homelab_config()
+    raw["nodes"][1]["nodeIP"] = "fd00:0::11"
+    raw["rollout"] = {"maxParallel": 1.0}  # YAML numbers may arrive as floats
+    settings = _parse(raw)
+    assert settings.node("k8s-node1").node_ip == "fd00::11"
+    assert settings.node("k8s-node2").node_ip is None
+    assert settings.rollout.max_parallel == 1
+    assert _parse(homelab_config()).rollout.max_parallel is None
 
 
 def test_staticpodpath_of_its_own_and_systemcgroups_unset() -> None:

@@ -198,6 +198,50 @@ FLANNEL_NO_POD_CIDR = (
     'lease: node "k8s-node1" pod cidr not assigned'
 )
 
+# Certificates. Messages from Go's crypto/x509 and crypto/tls (go1.22: verify.go HostnameError and
+# CertificateInvalidError, common.go CertificateVerificationError), k8s.io/apiserver v0.30
+# (filters/authentication.go, request/x509/x509.go) and kubelet v1.30 (kubelet_node_status.go).
+# metrics-server's line as published in public reports (scraper.go "Failed to scrape node").
+METRICS_SERVER_NO_IP_SANS = (
+    r'E1214 23:20:32.460710       1 scraper.go:149] "Failed to scrape node" err="Get '
+    r'\"https://192.168.1.11:10250/metrics/resource\": tls: failed to verify certificate: x509: cannot '
+    "validate certificate for 192.168.1.11 because it doesn't contain any IP SANs\" node=\"k8s-node1\""
+)
+KUBECTL_LOGS_NO_IP_SANS = (
+    'Error from server: Get "https://192.168.1.11:10250/containerLogs/kube-system/metrics-server-7d9f/metrics-server": '
+    "tls: failed to verify certificate: x509: cannot validate certificate for 192.168.1.11 because it doesn't contain "
+    "any IP SANs"
+)
+METRICS_SERVER_ADDRESS_MOVED = (
+    r'E1214 23:20:32.460710       1 scraper.go:149] "Failed to scrape node" err="Get '
+    r'\"https://192.168.1.57:10250/metrics/resource\": tls: failed to verify certificate: x509: certificate is '
+    r'valid for 192.168.1.11, fd00::11, not 192.168.1.57" node="k8s-node1"'
+)
+APISERVER_CLIENT_CERT_EXPIRED = (
+    r'E1126 18:00:04.118730       1 authentication.go:73] "Unable to authenticate the request" err="verifying '
+    r"certificate SN=123456789012345678901234567890, SKID=, AKID=4F:2A:19:C3 failed: x509: certificate has expired "
+    r'or is not yet valid: current time 2027-11-26T18:00:04Z is after 2027-11-25T12:00:00Z"'
+)
+JOURNAL_APISERVER_CERT_EXPIRED = (
+    PREFIX
+    + r'E1126 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Post \"https://k8s-master:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate has '
+    r'expired or is not yet valid: current time 2027-11-26T18:00:04Z is after 2027-11-25T12:00:00Z" node="k8s-node1"'
+)
+JOURNAL_CLOCK_BEHIND = (
+    PREFIX
+    + r'E0101 00:00:12.402991     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Post \"https://k8s-master:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate has '
+    r'expired or is not yet valid: current time 1970-01-01T00:00:12Z is before 2026-11-25T12:00:00Z" node="k8s-node1"'
+)
+# The API server's own certificate lacking the name in kubernetes.apiServer: not the kubelet's SANs.
+JOURNAL_APISERVER_NAME_MISMATCH = (
+    PREFIX
+    + r'E1125 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Post \"https://192.168.1.10:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate is '
+    r'valid for 10.32.0.1, 127.0.0.1, not 192.168.1.10" node="k8s-node1"'
+)
+
 HEALTHY_JOURNAL = f"""\
 {PREFIX}I1125 18:00:01.100000     812 server.go:484] "Kubelet version" kubeletVersion="v1.30.1"
 {PREFIX}I1125 18:00:01.101000     812 server.go:486] "Golang settings" GOGC="" GOMAXPROCS="" GOTRACEBACK=""
@@ -233,6 +277,12 @@ ENTRY_EXAMPLES = [
     (JOURNAL_RUNC_CGROUP_DRIVER, "cgroup-driver-mismatch"),
     (JOURNAL_RESOLV_CONF, "resolv-conf-missing"),
     ("\n".join([JOURNAL_SKIPPING_POD_SYNC] * 12), "reserved-memory-reclaim-stall"),
+    (METRICS_SERVER_NO_IP_SANS, "kubelet-certificate-without-ip-sans"),
+    (KUBECTL_LOGS_NO_IP_SANS, "kubelet-certificate-without-ip-sans"),
+    (METRICS_SERVER_ADDRESS_MOVED, "kubelet-certificate-without-ip-sans"),
+    (APISERVER_CLIENT_CERT_EXPIRED, "certificate-expired"),
+    (JOURNAL_APISERVER_CERT_EXPIRED, "certificate-expired"),
+    (JOURNAL_CLOCK_BEHIND, "node-clock-behind"),
 ]
 
 
@@ -243,6 +293,10 @@ def ids(text: str) -> list[str]:
 @pytest.mark.parametrize(("text", "expected_id"), ENTRY_EXAMPLES)
 def test_real_line_matches_exactly_its_entry(text: str, expected_id: str) -> None:
     assert ids(text) == [expected_id]
+
+
+def test_the_api_server_s_own_name_mismatch_is_not_the_kubelet_s_sans() -> None:
+    assert ids(JOURNAL_APISERVER_NAME_MISMATCH) == []
 
 
 def test_every_entry_has_a_real_example() -> None:

@@ -22,10 +22,56 @@ for tool in curl sha256sum systemctl journalctl flock; do
   command -v "$tool" >/dev/null || error "$tool is not installed; install it (apt-get install curl systemd util-linux)"
 done
 
+# Version skew (the Kubernetes version skew policy): a kubelet may be as new as the API server and
+# at most three minor versions older. The API server's /version is readable without credentials
+# (the system:public-info-viewer role); it is read from this node, trusting only the stack's CA
+# (on stdin), the way the kubelet will reach it.
+api_server_version=""
+version_parts() { # vMAJOR.MINOR...: prints "MAJOR MINOR", or fails
+  [[ "$1" =~ ^v([0-9]+)\.([0-9]+)\. ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+}
+check_version_skew() {
+  local ca answer kubelet_major kubelet_minor server_major server_minor
+  ca=$(mktemp) || { warn "cannot create a temporary file for the CA; the version skew is not checked"; return 0; }
+  TEMP_PATHS+=("$ca")
+  cat >"$ca" || { warn "cannot write the CA to $ca; the version skew is not checked"; return 0; }
+  if ! answer=$(curl -sS --fail --connect-timeout 5 --max-time 10 --cacert "$ca" "$API_SERVER/version" 2>&1); then
+    warn "the API server does not answer $API_SERVER/version from this node (${answer//$'\n'/ }): kubelet $KUBELET_VERSION is not checked against its version; the kubelet registers once it answers"
+    return 0
+  fi
+  api_server_version=$(sed -n 's/^[[:space:]]*"gitVersion"[[:space:]]*:[[:space:]]*"\([^"]*\)".*$/\1/p' <<<"$answer" | head -n 1)
+  read -r kubelet_major kubelet_minor < <(version_parts "$KUBELET_VERSION")
+  if ! read -r server_major server_minor < <(version_parts "$api_server_version"); then
+    warn "the API server at $API_SERVER answers /version without a vMAJOR.MINOR.PATCH gitVersion ('${api_server_version:-${answer:0:80}}'); the version skew is not checked"
+    return 0
+  fi
+  if ((kubelet_major > server_major || (kubelet_major == server_major && kubelet_minor > server_minor))); then
+    error "kubelet $KUBELET_VERSION is newer than the API server ($api_server_version at $API_SERVER); the version skew policy allows no kubelet newer than its API server: upgrade the API server first, or set kubernetes.version to v$server_major.$server_minor.x or older"
+  elif ((server_major > kubelet_major || server_minor - kubelet_minor > MAX_KUBELET_MINOR_SKEW)); then
+    warn "kubelet $KUBELET_VERSION is more than $MAX_KUBELET_MINOR_SKEW minor versions older than the API server ($api_server_version at $API_SERVER), beyond what the version skew policy supports: raise kubernetes.version"
+  fi
+}
+check_version_skew
+
 if [ ! -S "$RUNTIME_SOCKET" ]; then
   error "container runtime socket $RUNTIME_SOCKET is missing: is containerd installed and running? (systemctl status containerd; fix kubernetes.containerRuntimeEndpoint if it lives elsewhere)"
 elif command -v ctr >/dev/null && ! ctr --address "$RUNTIME_SOCKET" version >/dev/null 2>&1; then
   error "container runtime at $RUNTIME_SOCKET does not answer (ctr version failed); systemctl restart containerd"
+fi
+
+# A containerd older than MIN_CONTAINERD_VERSION does not report its sandbox (pause) image as pinned, so the kubelet's
+# image garbage collection may remove it.
+containerd_version=""
+if command -v containerd >/dev/null; then
+  containerd_version=$(containerd --version 2>/dev/null | awk '{ print $3 }' || true)
+  # "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1" (Debian), "... v1.7.3 <commit>"
+  if [[ "${containerd_version#v}" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+) ]]; then
+    have=$((10#${BASH_REMATCH[1]} * 1000000 + 10#${BASH_REMATCH[2]} * 1000 + 10#${BASH_REMATCH[3]}))
+    IFS=. read -r want_major want_minor want_patch <<<"$MIN_CONTAINERD_VERSION"
+    if [ "$have" -lt $((want_major * 1000000 + want_minor * 1000 + want_patch)) ]; then
+      warn "containerd $containerd_version does not pin its sandbox (pause) image, so the kubelet's image garbage collection may delete it and new pods then wait for it to be pulled again (or fail offline): upgrade containerd to $MIN_CONTAINERD_VERSION or later"
+    fi
+  fi
 fi
 
 systemd_cgroup=unknown
@@ -57,6 +103,24 @@ case "$cgroups" in
     ;;
   *) error "unknown cgroup filesystem at /sys/fs/cgroup: $(stat -fc %T /sys/fs/cgroup)" ;;
 esac
+
+# Raspberry Pi kernels disable the memory cgroup controller unless the kernel command line enables
+# it (/proc/cgroups then says "memory ... 0"); the kubelet cannot run without it.
+memory_enabled=$(awk '$1 == "memory" { print $4 }' "$PROC_CGROUPS" 2>/dev/null || true)
+if [ "$memory_enabled" != 1 ] && [ -r "$DEVICE_TREE_MODEL" ] && grep -qa "Raspberry Pi" "$DEVICE_TREE_MODEL"; then
+  cmdline_txt=${RPI_CMDLINE_FILES[0]}
+  for candidate in "${RPI_CMDLINE_FILES[@]}"; do
+    if [ -f "$candidate" ]; then cmdline_txt=$candidate; break; fi
+  done
+  warn "Raspberry Pi: the kernel has the memory cgroup controller disabled ($PROC_CGROUPS) and the kubelet needs it: add cgroup_enable=memory to the one line of $cmdline_txt, then reboot"
+fi
+
+# Each inotify instance counts against fs.inotify.max_user_instances (128 on Debian); the kubelet,
+# containerd and pods that watch files run out of them: "too many open files".
+inotify_instances=$(cat "$INOTIFY_MAX_USER_INSTANCES" 2>/dev/null || true)
+if [[ "$inotify_instances" =~ ^[0-9]+$ ]] && [ "$inotify_instances" -lt "$MIN_INOTIFY_INSTANCES" ]; then
+  warn "fs.inotify.max_user_instances is $inotify_instances, below $MIN_INOTIFY_INSTANCES: the kubelet and pods that watch files fail with \"too many open files\"; raise it: echo fs.inotify.max_user_instances=$MIN_INOTIFY_INSTANCES >/etc/sysctl.d/90-homelab-kubelet-inotify.conf && sysctl --system"
+fi
 
 swap_on=false
 if [ "$(wc -l </proc/swaps)" -gt 1 ]; then
@@ -169,7 +233,7 @@ json_warnings=""
 for message in "${warnings[@]}"; do
   json_warnings+="${json_warnings:+,}$(json_string "$message")"
 done
-printf '{"node":%s,"hostname":%s,"arch":%s,"kernel":%s,"cgroupVersion":%s,"cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":%s,"warnings":[%s]}\n' \
+printf '{"node":%s,"hostname":%s,"arch":%s,"kernel":%s,"cgroupVersion":%s,"cpus":%d,"memoryBytes":%d,"systemSliceMemoryBytes":%d,"swapOn":%s,"containerdSystemdCgroup":%s,"containerdVersion":%s,"apiServerVersion":%s,"warnings":[%s]}\n' \
   "$(json_string "$NODE_NAME")" "$(json_string "$hostname")" "$(json_string "$arch")" "$(json_string "$(uname -r)")" \
   "$(json_string "$cgroups")" "$cpus" "$memory_bytes" "$system_usage" "$swap_on" "$(json_string "$systemd_cgroup")" \
-  "$json_warnings"
+  "$(json_string "$containerd_version")" "$(json_string "$api_server_version")" "$json_warnings"

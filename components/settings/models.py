@@ -28,6 +28,7 @@ from components.settings.types import (
     Cidr,
     Host,
     IpAddress,
+    NodeIp,
     NodeName,
     Port,
     Quantity,
@@ -441,6 +442,9 @@ class NodeConfig(_Model):
     arch: Arch
     pod_cidr: Cidr = Field(alias="podCIDR")
     ips: tuple[IpAddress, ...] = ()
+    # The address the kubelet registers as InternalIP (--node-ip); unset: the one it picks itself,
+    # which preflight finds the same way.
+    node_ip: NodeIp | None = Field(None, alias="nodeIP")
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
     extra_args: dict[str, str] = Field(default_factory=dict, alias="extraArgs")
@@ -510,6 +514,7 @@ class NodeSettings(_Model):
     arch: Arch
     pod_cidr: str
     ips: tuple[str, ...]
+    node_ip: str | None
     labels: dict[str, str]
     taints: tuple[Taint, ...]
     extra_args: dict[str, str]
@@ -534,9 +539,11 @@ class NodeSettings(_Model):
             names.append(self.address)
         return tuple(names)
 
-    @property
-    def san_ip_addresses(self) -> tuple[str, ...]:
-        return self.ips
+    def san_ip_addresses(self, primary_address: str = "") -> tuple[str, ...]:
+        """The certificate's IP SANs: the address the kubelet registers (`nodeIP`, else the one
+        preflight found: `primary_address`), then `ips`, each once."""
+        first = self.node_ip or primary_address
+        return tuple(dict.fromkeys([first, *self.ips] if first else self.ips))
 
 
 def _is_ip(value: str) -> bool:
@@ -547,12 +554,21 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+class RolloutSettings(_Model):
+    # How many nodes' kubelets a change reaches at once: node i's writing steps wait for node
+    # i - maxParallel's configure-and-start (its health check). None: every node at once.
+    max_parallel: Annotated[int, Field(ge=1)] | None = Field(None, alias="maxParallel")
+
+    _ints = field_validator("max_parallel", mode="before")(_strict_int)
+
+
 class Settings(_Model):
     kubernetes: KubernetesSettings
     ssh: SshSettings
     kubelet: KubeletSettings
     reservations: Reservations
     pki: PkiSettings
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     nodes: tuple[NodeSettings, ...]
     ssh_private_key_from_secret: bool = False
 

@@ -27,6 +27,7 @@ from components.settings.models import (
     NodeSettings,
     PkiSettings,
     Reservations,
+    RolloutSettings,
     Settings,
     SshSettings,
     _Model,
@@ -38,7 +39,7 @@ CONFIG_NAMESPACE = "homelab-kubelet"
 # Stack config keys the program reads. The Pulumi CLI checks the types of the keys Pulumi.yaml
 # declares but passes any other key of the namespace (and inline programs skip the project file):
 # `unknown_key_problems` refuses them.
-OBJECT_KEYS = ("kubernetes", "ssh", "kubelet", "reservations", "pki", "nodes")
+OBJECT_KEYS = ("kubernetes", "ssh", "kubelet", "reservations", "pki", "rollout", "nodes")
 # Secrets live in their own top-level keys, so the structured objects stay plain.
 SECRET_KEYS = ("sshPrivateKey", "caCertPem", "caKeyPem")
 
@@ -206,6 +207,7 @@ class _Sections:
     reservations: Reservations | None
     raw_reservations: Any
     pki: PkiSettings | None
+    rollout: RolloutSettings | None
 
 
 def _section_problems(raw: Mapping[str, Any]) -> tuple[_Sections, list[str]]:
@@ -225,7 +227,8 @@ def _section_problems(raw: Mapping[str, Any]) -> tuple[_Sections, list[str]]:
     raw_reservations = raw.get("reservations") or {}
     reservations = section(Reservations, "reservations", raw_reservations)
     pki = section(PkiSettings, "pki", raw.get("pki"))
-    return _Sections(kubernetes, ssh, kubelet, reservations, raw_reservations, pki), problems
+    rollout = section(RolloutSettings, "rollout", raw.get("rollout"))
+    return _Sections(kubernetes, ssh, kubelet, reservations, raw_reservations, pki, rollout), problems
 
 
 def _node_list_problems(raw_nodes: Any) -> tuple[list[Any], list[str]]:
@@ -322,6 +325,7 @@ def _node_problems(
                 arch=node.arch,
                 pod_cidr=node.pod_cidr,
                 ips=node.ips,
+                node_ip=node.node_ip,
                 labels=node.labels,
                 taints=node.taints,
                 extra_args=node.extra_args,
@@ -395,16 +399,17 @@ def parse_settings(
     ]
     if problems:
         raise _settings_error(problems)
-    kubernetes, ssh, kubelet, reservations, pki = (
-        sections.kubernetes, sections.ssh, sections.kubelet, sections.reservations, sections.pki,
+    kubernetes, ssh, kubelet, reservations, pki, rollout = (
+        sections.kubernetes, sections.ssh, sections.kubelet, sections.reservations, sections.pki, sections.rollout,
     )
-    assert kubernetes and ssh and kubelet and reservations and pki  # for the type checker
+    assert kubernetes and ssh and kubelet and reservations and pki and rollout  # for the type checker
     return Settings(
         kubernetes=kubernetes,
         ssh=ssh,
         kubelet=kubelet,
         reservations=reservations,
         pki=pki,
+        rollout=rollout,
         nodes=tuple(nodes),
         ssh_private_key_from_secret="sshPrivateKey" in secrets_present,
     )

@@ -79,6 +79,24 @@ def _ip(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+# What the kubelet refuses as its node IP, in its own words (pkg/kubelet/kubelet_node_status.go,
+# validateNodeIP); it also wants the address on one of the node's interfaces (preflight checks that).
+_NODE_IP_REFUSALS = (
+    ("is_loopback", "nodeIP can't be loopback address"),
+    ("is_multicast", "nodeIP can't be a multicast address"),
+    ("is_link_local", "nodeIP can't be a link-local unicast address"),
+    ("is_unspecified", "nodeIP can't be an all zeros address"),
+)
+
+
+def _node_ip(value: str) -> str:
+    address = ipaddress.ip_address(_ip(value))
+    for attribute, refusal in _NODE_IP_REFUSALS:
+        if getattr(address, attribute):
+            raise ValueError(f"{value!r} cannot be the node's IP: the kubelet refuses it ({refusal!r})")
+    return str(address)
+
+
 def _host(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -194,6 +212,7 @@ def _kubelet_may_set(key: str) -> str:
 Quantity = Annotated[str, AfterValidator(_quantity)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 IpAddress = Annotated[str, AfterValidator(_ip)]
+NodeIp = Annotated[str, AfterValidator(_node_ip)]
 Host = Annotated[str, AfterValidator(_host)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 NodeName = Annotated[str, AfterValidator(_node_name)]

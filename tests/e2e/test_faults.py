@@ -78,31 +78,49 @@ def test_preflight_refuses_each_broken_node_before_writing(stack: LabStack) -> N
         assert nothing_written(node), node
 
 
-def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
+def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint_and_stops_the_rollout(converged: LabStack) -> None:
     stack = converged
     unit = "/etc/systemd/system/kubelet.service"
-    before = node_ssh("k8s-node2", f"sha256sum {unit}")
+    before = {node: node_ssh(node, f"sha256sum {unit}") for node in NODES}
+    started = {node: kubelet_start_stamp(node) for node in NODES}
     # An image service endpoint where nothing listens is fatal at start (v1.30 validates the CRI
     # image API before it runs). Flags that override the rendered configuration, such as
-    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py).
-    stack.set("nodes[2].extraArgs.image-service-endpoint", "unix:///run/homelab-kubelet-missing.sock")
+    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py). The broken flag goes
+    # to every node, one node at a time (rollout.maxParallel: 1, in the stack's order): the first
+    # node, k8s-master, fails its health check and the change reaches no other node.
+    nodes = stack.config_object("nodes")
+    broken = {"image-service-endpoint": "unix:///run/homelab-kubelet-missing.sock"}
+    stack.set_object("rollout", {"maxParallel": 1})
+    stack.set_object("nodes", [{**n, "extraArgs": broken} for n in nodes])
     try:
         message = failed_up(stack)
-        # The failed step put the node back as the state still describes it: the previous unit,
+        ran = stack.runs[-1].ops()
+        # The failed step put k8s-master back as the state still describes it: the previous unit,
         # the kubelet running again.
-        assert node_ssh("k8s-node2", f"sha256sum {unit}") == before
-        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+        assert node_ssh("k8s-master", f"sha256sum {unit}") == before["k8s-master"]
+        assert node_ssh("k8s-master", "systemctl is-active kubelet.service") == "active"
+        # The other nodes were not touched: no step of theirs that writes started, and their
+        # kubelets kept running on what they ran before.
+        for node in ("k8s-node1", "k8s-node2"):
+            for step in node_scripts.WRITING_STEPS:
+                assert f"{node}-{step}" not in ran, (node, step, ran)
+            assert node_ssh(node, f"sha256sum {unit}") == before[node]
+            assert "homelab-kubelet-missing" not in node_ssh(node, f"cat {unit}")
+            assert kubelet_start_stamp(node) == started[node], node
     finally:
-        stack.set_object("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
-                                 for n in stack.config_object("nodes")])
-    assert "ERROR [k8s-node2]: kubelet" in message
+        stack.set_object("nodes", nodes)
+        stack.set_object("rollout", {})
+    assert f"k8s-master-{node_scripts.CONFIGURE_AND_START}" in ran
+    assert "ERROR [k8s-master]: kubelet" in message
     assert "last lines of journalctl -u kubelet.service" in message
     assert "validate CRI v1 image API" in message
     assert "hint: Container runtime socket missing" in message
     assert "rolled back: put back the" in message
-    # Node and state agree again, so with the flag gone there is nothing to do.
+    # Node and state agree again, so with the flag gone there is nothing to do (the rollout setting
+    # changes only the order of the steps, not what they run).
     assert stack.up().changed() == {}
-    assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+    for node in NODES:
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
 
 
 def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> None:
@@ -318,6 +336,22 @@ def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survive
         # The facts are the node's own: memory and CPUs as the kernel reports them.
         mem_kb = int(node_ssh("k8s-node2", "awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
         assert (facts["memoryBytes"], facts["cpus"]) == (mem_kb * 1024, int(node_ssh("k8s-node2", "nproc"))), facts
+        # containerd's version as the node prints it (Debian 12's 1.6.20 does not pin the sandbox image).
+        assert facts["containerdVersion"] == node_ssh("k8s-node2", "containerd --version | awk '{print $3}'"), facts
+        if facts["containerdVersion"].startswith("1.6.20"):
+            assert any("does not pin its sandbox (pause) image" in warning for warning in facts["warnings"]), facts
+        # The API server's version, read from the node; without an API server, a warning.
+        if not facts["apiServerVersion"]:
+            assert any("does not answer https://10.0.2.2:6443/version from this node" in warning
+                       for warning in facts["warnings"]), facts
+        # The address the kubelet registers: the lab VM's own (user-mode network, default route), in the certificate.
+        assert summary["k8s-node2"]["nodeIP"] == "10.0.2.15", summary["k8s-node2"]
+        assert summary["k8s-node2"]["certIPAddresses"] == ["10.0.2.15"]
+        sans = node_ssh("k8s-node2", "openssl x509 -in /var/lib/kubelet/k8s-node2.pem -noout -ext subjectAltName")
+        assert "IP Address:10.0.2.15" in sans, sans
+        assert summary["k8s-node2"]["certNotAfter"].startswith(
+            node_ssh("k8s-node2", "date -u -d \"$(openssl x509 -in /var/lib/kubelet/k8s-node2.pem -noout -enddate | "
+                                  "cut -d= -f2)\" +%Y-%m-%dT%H:%M:%S")), summary["k8s-node2"]
         # The unreachable node back: the next `up` converges it.
         stack.set_object("nodes", nodes)
         stack.up()

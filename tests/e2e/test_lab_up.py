@@ -163,15 +163,13 @@ def test_reservation_change_restarts_that_node_only(stack: LabStack) -> None:
 def test_version_change_installs_the_binary_and_restarts_each_kubelet_once(stack: LabStack) -> None:
     since = {node: node_clock(node) for node in NODES}
     stack.set("kubernetes.version", NEW_VERSION)
+    # Preflight runs again: it checks the new version against the API server's (version skew).
+    upgrade_steps = (node_scripts.PREFLIGHT, node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
     run, result = stack.preview(diff=True)
-    assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
-    }
+    assert run.changed() == {f"{node}-{step}": "update" for node in NODES for step in upgrade_steps}
     assert f"kubelet {NEW_VERSION} (amd64)" in result.stdout  # the configure step's note, readable
     run = stack.up()
-    assert run.changed() == {
-        f"{node}-{step}": "update" for node in NODES for step in (node_scripts.INSTALL_KUBELET, node_scripts.CONFIGURE_AND_START)
-    }
+    assert run.changed() == {f"{node}-{step}": "update" for node in NODES for step in upgrade_steps}
     for node in NODES:
         assert node_ssh(node, "/usr/bin/kubelet --version") == f"Kubernetes {NEW_VERSION}"
         assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith(
@@ -210,7 +208,7 @@ def test_replacing_every_step_keeps_every_kubelet(stack: LabStack) -> None:
         ops = sequences[step.rsplit("::", 1)[1]]
         assert ops.index("create-replacement") < ops.index("delete-replaced"), (step, ops)
     for node in NODES:
-        for step in node_scripts.STEP_NAMES[1:]:
+        for step in node_scripts.WRITING_STEPS:
             assert node_ssh(node, f"cat /var/lib/homelab-kubelet/holders/{step}") == "1", (node, step)
         assert node_ssh(node, "ls /usr/bin/kubelet /var/lib/kubelet/kubeconfig /etc/systemd/system/kubelet.service")
         assert stack.step_stdout(f"{node}-{node_scripts.CONFIGURE_AND_START}").endswith("kubelet not restarted: nothing it runs on "
@@ -246,7 +244,7 @@ def test_sudo_user_works_as_well_as_root(stack: LabStack) -> None:
     stack.set("ssh.user", "kube")
     run = stack.up()
     # A different user is a different command line (sudo): every step reruns, as that user.
-    assert set(run.changed().values()) == {"update"} and len(run.changed()) == 4 * len(NODES)
+    assert set(run.changed().values()) == {"update"} and len(run.changed()) == len(node_scripts.STEP_NAMES) * len(NODES)
     for node in NODES:
         journal = node_ssh(node, f"journalctl --since @{since[node]} -o cat --no-pager SYSLOG_IDENTIFIER=sudo")
         assert "kube : " in journal and "USER=root ; COMMAND=/usr/bin/bash -c" in journal, journal[-2000:]
