@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import json
 import re
 import shlex
 from decimal import Decimal
@@ -38,6 +37,7 @@ from components.allocatable import allocatable, reserved_memory_bytes
 from components.bundle import END_MARKER, FILE_MARKER, NodeFile, pack, unpack
 from components.hints import catalogue_hints
 from components.kubeconfig import render_kubeconfig
+from components.kubelet_api import kubelet_api
 from components.kubelet_config import render_kubelet_config
 from components.quantities import cpu_shares, cpu_weight, parse_quantity, to_bytes, to_millicores
 from components.settings import NodeSettings, Settings, parse_settings
@@ -45,7 +45,9 @@ from tests.stack_config import homelab_config
 
 TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "golden"
-FIELDS = json.loads((TESTS / "data" / "kubelet-config-fields-v1.30.json").read_text())["fields"]
+# The kubelet v1.30.1 sources' field lists (components/data/kubelet-v1.30.json, re-extracted by a
+# toolchain test).
+FIELDS = kubelet_api("v1.30").structs  # type: ignore[union-attr]
 NODE = "k8s-node1"
 
 # Fixed dummy PEM texts: not real certificates or keys, only distinct recognisable strings.
