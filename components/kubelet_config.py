@@ -83,7 +83,7 @@ def kubelet_configuration(settings: Settings, node: NodeSettings) -> dict[str, A
         config["systemReserved"] = system_reserved
     if kube_reserved:
         config["kubeReserved"] = kube_reserved
-    config["evictionHard"] = dict(reservations.eviction_hard)
+    config["evictionHard"] = reservations.eviction_thresholds
     if node.taints:
         config["registerWithTaints"] = [
             {"key": taint.key, "value": taint.value, "effect": taint.effect} if taint.value

@@ -135,7 +135,7 @@ class KubeletNode(pulumi.ComponentResource):
                 "reservations": {
                     "systemReserved": reservations.system_reserved.as_kubelet_map(),
                     "kubeReserved": reservations.kube_reserved.as_kubelet_map(),
-                    "evictionHard": dict(reservations.eviction_hard),
+                    "evictionHard": reservations.eviction_thresholds,
                     "enforceNodeAllocatable": list(reservations.enforce_node_allocatable),
                 },
                 **(node_summary_from_facts(stdout, reservations) if stdout.strip() else {}),

@@ -296,6 +296,12 @@ def test_kubelet_config_values() -> None:
     assert config["kubeletCgroups"] == "/kube.slice/kubelet.service"
     assert config["cgroupDriver"] == "systemd"
     assert "registerWithTaints" not in config
+    # The kubelet's five defaults with the stack's memory.available over them: a kubelet given
+    # some evictionHard keys drops its other defaults, so all are rendered.
+    assert config["evictionHard"] == {
+        "memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%", "imagefs.inodesFree": "5%",
+    }
     _, variant = kubelet_config("variant")
     assert variant["kubeReserved"] == {"cpu": "512m", "memory": "768Mi"}
     assert variant["registerWithTaints"] == [
@@ -634,6 +640,21 @@ def test_allocatable_percentage_eviction() -> None:
     # cpu 2000 - 256 - 1024 = 720; memory 4096 - 256 - 1024 - 204.8 = 2611.2 -> 2611Mi
     assert result["cpu"] == "720m"
     assert result["memory"] == "2611Mi"
+
+
+def test_allocatable_uses_the_memory_threshold_the_kubelet_runs_with() -> None:
+    # No memory.available in the stack: the kubelet's default 100Mi still applies (it is rendered).
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"nodefs.available": "20%"}
+    settings = parse_settings(raw)
+    result = allocatable(settings.reservations, 4, 8 * GI)
+    # 8192 - 256 - 1024 - 100 = 6812
+    assert result["memoryFormula"] == "8192Mi - 256Mi - 1024Mi - 100Mi = 6812Mi"
+    assert yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))["evictionHard"]["memory.available"] == "100Mi"
+    # "0%" switches the threshold off: nothing reserved for it.
+    raw["reservations"]["evictionHard"] = {"memory.available": "0%"}
+    settings = parse_settings(raw)
+    assert allocatable(settings.reservations, 4, 8 * GI)["memory"] == "6912Mi"
 
 
 def test_allocatable_never_negative() -> None:

@@ -123,6 +123,11 @@ def test_homelab_reservations(homelab: Settings) -> None:
         assert reservations.system_reserved.as_kubelet_map() == {"cpu": "256m", "memory": "256Mi"}
         assert reservations.kube_reserved.as_kubelet_map() == {"cpu": "1024m", "memory": "1024Mi"}
         assert reservations.eviction_hard == {"memory.available": "100Mi"}
+        # What the kubelet gets: its five Linux defaults (v1.30), the stack's key over them.
+        assert reservations.eviction_thresholds == {
+            "memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+            "imagefs.available": "15%", "imagefs.inodesFree": "5%",
+        }
         assert reservations.enforce_node_allocatable == ("pods", "kube-reserved", "system-reserved")
         assert reservations.kube_reserved_cgroup == "/kube.slice"
         assert reservations.system_reserved_cgroup == "/system.slice"
@@ -457,8 +462,8 @@ BAD_CASES: dict[str, Bad] = {
     "eviction threshold 0": Bad(
         _section("reservations", "evictionHard", {"memory.available": "0"}), "reservations.evictionHard", "'0'"
     ),
-    "eviction threshold 0%": Bad(
-        _section("reservations", "evictionHard", {"nodefs.available": "0%"}), "reservations.evictionHard", "'0%'"
+    "eviction threshold 0.0%": Bad(
+        _section("reservations", "evictionHard", {"nodefs.available": "0.0%"}), "reservations.evictionHard", "'0.0%'"
     ),
     "eviction threshold 0Mi": Bad(
         _section("reservations", "evictionHard", {"memory.available": "0Mi"}), "reservations.evictionHard", "'0Mi'"
@@ -783,6 +788,19 @@ def test_eviction_thresholds_the_kubelet_takes(threshold: str) -> None:
     raw = homelab_config()
     raw["reservations"]["evictionHard"] = {"memory.available": threshold}
     assert _parse(raw).reservations.eviction_hard == {"memory.available": threshold}
+
+
+def test_eviction_thresholds_keep_the_kubelets_defaults_under_the_stacks_keys() -> None:
+    # The kubelet drops all its defaults when evictionHard names one key (kubernetes/kubernetes#112057):
+    # the rendered map keeps them, the stack's keys over them, "0%" switching one off.
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.available": "500Mi", "imagefs.inodesFree": "0%", "pid.available": "10%"}
+    assert _parse(raw).reservations.eviction_thresholds == {
+        "memory.available": "500Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%", "imagefs.inodesFree": "0%", "pid.available": "10%",
+    }
+    del raw["reservations"]["evictionHard"]
+    assert _parse(raw).reservations.eviction_thresholds["memory.available"] == "100Mi"
 
 
 def test_a_pinned_digest_allows_a_plain_http_mirror() -> None:

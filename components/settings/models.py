@@ -194,8 +194,21 @@ SLICE_PATTERN = r"^/[a-z][a-z0-9]*\.slice$"
 FOREIGN_SLICES = ("/user.slice", "/machine.slice", "/kubepods.slice", "/init.scope", "/-.slice")
 
 
-def _default_eviction() -> dict[EvictionSignal, str]:
-    return {"memory.available": "100Mi"}
+# The kubelet's own evictionHard on Linux (v1.30 pkg/kubelet/eviction/defaults_linux.go). It uses
+# these only when the file has no evictionHard at all: a file that sets one key gets that key
+# alone (cmd/kubelet/app/server.go loadConfigFile; kubernetes/kubernetes#112057, #119985), so the
+# program renders them all with the stack's keys over them. The API reference lists four;
+# v1.30's source also has imagefs.inodesFree.
+KUBELET_EVICTION_HARD: dict[EvictionSignal, str] = {
+    "memory.available": "100Mi",
+    "nodefs.available": "10%",
+    "nodefs.inodesFree": "5%",
+    "imagefs.available": "15%",
+    "imagefs.inodesFree": "5%",
+}
+# A threshold of exactly "0%" is one the kubelet ignores (parseThresholdStatement): the way to
+# switch one of its defaults off.
+EVICTION_OFF = "0%"
 
 
 class Reservations(_Model):
@@ -205,9 +218,8 @@ class Reservations(_Model):
     kube_reserved: ResourceReservation = Field(
         default_factory=ResourceReservation, alias="kubeReserved"
     )
-    eviction_hard: dict[EvictionSignal, str] = Field(
-        default_factory=_default_eviction, alias="evictionHard"
-    )
+    # The stack's thresholds; the kubelet gets them over its defaults (eviction_thresholds).
+    eviction_hard: dict[EvictionSignal, str] = Field(default_factory=dict, alias="evictionHard")
     enforce_node_allocatable: tuple[AllocatableEnforcement, ...] = Field(
         ("pods",), alias="enforceNodeAllocatable"
     )
@@ -233,12 +245,15 @@ class Reservations(_Model):
     def _thresholds(cls, value: dict[str, str]) -> dict[str, str]:
         for signal, threshold in value.items():
             percent = re.fullmatch(r"(\d+(\.\d+)?)%", threshold)
+            if threshold == EVICTION_OFF:
+                continue
             if percent:
-                # The kubelet ignores 0% and 100% without a word and refuses more than 100%.
+                # The kubelet ignores 100% without a word (and 0%, the way to switch a default off)
+                # and refuses more than 100%.
                 if not 0 < float(percent[1]) < 100:
                     raise ValueError(
                         f"{signal}: {threshold!r} is not a percentage above 0% and below 100% "
-                        "(the kubelet ignores 0% and 100% and refuses more)"
+                        "(write exactly 0% to switch the kubelet's threshold for it off)"
                     )
             elif QUANTITY_PATTERN.fullmatch(threshold):
                 if parse_quantity(threshold) <= 0:
@@ -277,6 +292,11 @@ class Reservations(_Model):
                     "nothing to enforce"
                 )
         return self
+
+    @property
+    def eviction_thresholds(self) -> dict[EvictionSignal, str]:
+        """evictionHard as the kubelet gets it: its defaults with the stack's keys over them."""
+        return {**KUBELET_EVICTION_HARD, **self.eviction_hard}
 
     @property
     def kube_reserved_slice(self) -> str:
