@@ -70,13 +70,13 @@ def kubelet_configuration(settings: Settings, node: NodeSettings) -> dict[str, A
         "cgroupsPerQOS": True,
         "cgroupDriver": "systemd",
         "cgroupRoot": "/",
-        "systemCgroups": settings.kubelet.system_cgroups,
         "systemReservedCgroup": reservations.system_reserved_cgroup,
         "kubeletCgroups": kubelet_cgroup(node),
         "kubeReservedCgroup": reservations.kube_reserved_cgroup,
     }
-    if not settings.kubelet.system_cgroups:
-        del config["systemCgroups"]
+    if settings.kubelet.system_cgroups:
+        # Only as an explicit choice (see KubeletSettings.system_cgroups).
+        config["systemCgroups"] = settings.kubelet.system_cgroups
     system_reserved = reservations.system_reserved.as_kubelet_map()
     kube_reserved = reservations.kube_reserved.as_kubelet_map()
     if system_reserved:

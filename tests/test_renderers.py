@@ -310,6 +310,22 @@ def test_kubelet_config_values() -> None:
     ]
 
 
+def test_system_cgroups_is_unset_unless_chosen() -> None:
+    # Unset by default (kubeadm and Kubespray set nothing): with it the kubelet moves processes
+    # of the root cgroup into a cgroupfs cgroup outside systemd's tree.
+    _, config = kubelet_config("homelab")
+    assert "systemCgroups" not in config
+    raw = homelab_config()
+    raw["kubelet"]["systemCgroups"] = "/systemd/system.slice"  # the runbook's, as an explicit choice
+    settings = parse_settings(raw)
+    chosen = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert chosen["systemCgroups"] == "/systemd/system.slice"
+    assert chosen["cgroupRoot"] == "/"  # the kubelet refuses systemCgroups without cgroupRoot
+    raw["kubelet"]["systemCgroups"] = ""
+    settings = parse_settings(raw)
+    assert "systemCgroups" not in yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+
+
 # --- systemd units --------------------------------------------------------------------------------
 
 

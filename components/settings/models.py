@@ -336,8 +336,16 @@ class KubeletSettings(_Model):
         180, alias="healthTimeoutSeconds"
     )
     settle_seconds: Annotated[int, Field(ge=0, le=600)] = Field(15, alias="settleSeconds")
-    # The runbook's value; "" leaves systemCgroups unset (the kubelet then moves no processes).
-    system_cgroups: str = Field("/systemd/system.slice", alias="systemCgroups", pattern=r"^(/[\w./-]*)?$")
+    # Unset by default, as kubeadm and Kubespray leave it. The kubelet v1.30 manages this cgroup
+    # with runc's cgroupfs manager whatever its cgroupDriver (pkg/kubelet/cm
+    # container_manager_linux.go createManager: Systemd: false), so the runbook's
+    # /systemd/system.slice is a cgroup outside systemd's tree: every minute the kubelet moves
+    # into it each non-kernel process other than PID 1 that sits in the root cgroup (on cgroup
+    # v1 the root of the devices hierarchy, joined in every hierarchy including name=systemd;
+    # on v2 the root holds only kernel threads, so nothing moves, the cgroup is never created
+    # and the stats summary logs "Failed to get system container stats" for it). The runbook's
+    # value stays available as an explicit choice; "" means unset too.
+    system_cgroups: str | None = Field(None, alias="systemCgroups", pattern=r"^(/[\w./-]*)?$")
 
     _ints = field_validator(
         "log_verbosity", "healthz_port", "health_timeout_seconds", "settle_seconds", mode="before"
@@ -367,7 +375,9 @@ class KubeletSettings(_Model):
 
     @field_validator("system_cgroups")
     @classmethod
-    def _not_root(cls, value: str) -> str:
+    def _not_root(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if value == "/" or (value and posixpath.normpath(value) != value):
             raise ValueError(
                 f"{value!r}: systemCgroups must be a normalised cgroup below the root, or '' to leave it "
