@@ -4,6 +4,12 @@ Each setting goes where the kubelet reads it: fields of KubeletConfiguration v1b
 file, everything else (hostname override, runtime cgroups, node labels) as flags. The runbook
 put `runtimeCgroups` into the file, which the real kubelet rejects in strict decoding and then
 ignores, so here it is the `--runtime-cgroups` flag.
+
+`nodes[].podCIDR` is not rendered: a v1.30 kubelet only hands its `podCIDR` to the container
+runtime once at start (CRI UpdateRuntimeConfig; pkg/kubelet/kubelet.go, kubelet_network.go),
+and a registered node's spec.podCIDRs from the control plane replaces it. containerd acts on it
+only with a CNI `conf_template`, which this program does not configure; pod networking takes the
+node's range from nodes[].podCIDR itself.
 """
 
 from __future__ import annotations
@@ -57,7 +63,6 @@ def kubelet_configuration(settings: Settings, node: NodeSettings) -> dict[str, A
         "clusterDomain": settings.kubernetes.cluster_domain,
         "clusterDNS": list(settings.kubernetes.cluster_dns),
         "resolvConf": node.resolv_conf,
-        "podCIDR": node.pod_cidr,
         "runtimeRequestTimeout": settings.kubelet.runtime_request_timeout,
         "tlsCertFile": paths.node_cert(node.name),
         "tlsPrivateKeyFile": paths.node_key(node.name),

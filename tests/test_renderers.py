@@ -286,7 +286,8 @@ def test_permissive_mode() -> None:
 
 def test_kubelet_config_values() -> None:
     _, config = kubelet_config("homelab")
-    assert config["podCIDR"] == "10.200.1.0/24"
+    # Standalone mode only (and containerd's CNI conf_template): not rendered, see kubelet_config.py.
+    assert "podCIDR" not in config
     assert config["clusterDNS"] == ["10.32.0.10"]
     assert config["tlsCertFile"] == "/var/lib/kubelet/k8s-node1.pem"
     assert config["tlsPrivateKeyFile"] == "/var/lib/kubelet/k8s-node1-key.pem"
