@@ -42,6 +42,11 @@ class KubeletApi:
     feature_gates: Mapping[str, FeatureGate]
 
     @property
+    def minor(self) -> str:
+        """`v1.30`: the release the table stands for (read from one of its patch releases)."""
+        return ".".join(self.version.split(".")[:2])
+
+    @property
     def fields(self) -> Mapping[str, str]:
         """KubeletConfiguration's top-level fields -> Go type."""
         return self.structs[ROOT_STRUCT]

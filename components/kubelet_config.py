@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import paths
+from components.quantities import quantity_text
 from components.settings import NodeSettings, Settings
 from components.yaml_text import dump_yaml
 
@@ -95,7 +96,46 @@ def kubelet_configuration(settings: Settings, node: NodeSettings) -> dict[str, A
             else {"key": taint.key, "effect": taint.effect}
             for taint in node.taints
         ]
+    config.update(_optional_fields(settings, node))
+    # Any other field, checked against the release's field list (components/settings/kubelet_fields.py).
+    config.update(settings.kubelet.config)
     return config
+
+
+def _optional_fields(settings: Settings, node: NodeSettings) -> dict[str, Any]:
+    """The typed settings that are rendered only when the stack sets them (else the kubelet's
+    own defaults apply)."""
+    kubelet = settings.kubelet
+    fields: dict[str, Any] = {
+        "maxPods": node.max_pods,
+        "serializeImagePulls": kubelet.serialize_image_pulls,
+        "imageGCHighThresholdPercent": kubelet.image_gc_high_threshold_percent,
+        "imageGCLowThresholdPercent": kubelet.image_gc_low_threshold_percent,
+        "imageMinimumGCAge": kubelet.image_minimum_gc_age,
+        "containerLogMaxSize": kubelet.container_log_max_size,
+        "containerLogMaxFiles": kubelet.container_log_max_files,
+        "shutdownGracePeriod": kubelet.shutdown_grace_period,
+        "shutdownGracePeriodCriticalPods": kubelet.shutdown_grace_period_critical_pods,
+        "memorySwap": None if kubelet.memory_swap is None else {"swapBehavior": kubelet.memory_swap.swap_behavior},
+        "cpuManagerPolicy": kubelet.cpu_manager_policy,
+        "memoryManagerPolicy": kubelet.memory_manager_policy,
+        "reservedMemory": _reserved_memory(settings, node),
+        "featureGates": dict(kubelet.feature_gates) or None,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _reserved_memory(settings: Settings, node: NodeSettings) -> list[dict[str, Any]] | None:
+    """reservedMemory for the Static memory manager: the stack's entries, or all of the memory
+    kept from pods on NUMA node 0 (a node with one NUMA node, as a homelab's are)."""
+    if settings.kubelet.memory_manager_policy != "Static":
+        return None
+    reservations = node.reservations
+    if reservations.reserved_memory is not None:
+        return [{"numaNode": entry.numa_node, "limits": dict(entry.limits)} for entry in reservations.reserved_memory]
+    kept = reservations.memory_kept_from_pods()
+    assert kept is not None  # the settings refuse a percentage threshold with Static
+    return [{"numaNode": 0, "limits": {"memory": quantity_text(kept)}}]
 
 
 HEADER = (

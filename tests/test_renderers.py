@@ -22,6 +22,7 @@ the test (bytes of 1024Mi, cpu.weight of 1024m, ...) or come from the v1.30 fiel
 from __future__ import annotations
 
 import base64
+import copy
 import difflib
 import re
 import shlex
@@ -56,10 +57,32 @@ DUMMY_CERT = "-----BEGIN CERTIFICATE-----\nRFVNTVktTk9ERS1DRVJUSUZJQ0FURQ==\n---
 DUMMY_KEY = "-----BEGIN EC PRIVATE KEY-----\nRFVNTVktTk9ERS1LRVk=\n-----END EC PRIVATE KEY-----\n"
 
 
+# Every typed kubelet setting that is off by default, set (the variant's golden kubelet-config.yaml).
+VARIANT_KUBELET = {
+    "failSwapOn": False,
+    "memorySwap": {"swapBehavior": "LimitedSwap"},
+    "shutdownGracePeriod": "60s",  # Kubespray's 60s/20s
+    "shutdownGracePeriodCriticalPods": "20s",
+    "imageGCHighThresholdPercent": 75,
+    "imageGCLowThresholdPercent": 60,
+    "imageMinimumGCAge": "5m",
+    "containerLogMaxSize": "20Mi",
+    "containerLogMaxFiles": 3,
+    "maxPods": 100,
+    "featureGates": {"NodeSwap": True},
+    "serializeImagePulls": False,
+    "cpuManagerPolicy": "static",
+    "memoryManagerPolicy": "Static",
+    "config": {"podPidsLimit": 4096, "evictionSoft": {"memory.available": "300Mi"},
+               "evictionSoftGracePeriod": {"memory.available": "1m30s"}, "maxParallelImagePulls": 2},
+}
+
+
 def variant_config() -> dict[str, Any]:
     raw = homelab_config()
     raw["ssh"]["user"] = "kube"
     raw["kubelet"]["authMode"] = "permissive"
+    raw["kubelet"].update(copy.deepcopy(VARIANT_KUBELET))
     raw["pki"].update(algorithm="RSA", rsaBits=4096)
     raw["nodes"][1].update(
         # No node-role.kubernetes.io/*: the kubelet refuses such --node-labels (see test_settings).
@@ -68,7 +91,9 @@ def variant_config() -> dict[str, Any]:
             {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
             {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
         ],
-        extraArgs={"max-pods": "50", "serialize-image-pulls": "false"},
+        # A flag the kubelet does not deprecate (configuration flags it does are refused).
+        extraArgs={"vmodule": "eviction_manager=4"},
+        maxPods=50,
         reservations={"kubeReserved": {"cpu": "512m", "memory": "768Mi"}},
         ips=["192.168.1.11"],
     )
@@ -311,6 +336,62 @@ def test_kubelet_config_values() -> None:
     ]
 
 
+# Typed settings that are rendered only when set -> the kubelet field each becomes.
+OPTIONAL_FIELDS = {
+    "shutdownGracePeriod": "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods": "shutdownGracePeriodCriticalPods",
+    "memorySwap": "memorySwap",
+    "imageGCHighThresholdPercent": "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent": "imageGCLowThresholdPercent",
+    "imageMinimumGCAge": "imageMinimumGCAge",
+    "containerLogMaxSize": "containerLogMaxSize",
+    "containerLogMaxFiles": "containerLogMaxFiles",
+    "featureGates": "featureGates",
+    "serializeImagePulls": "serializeImagePulls",
+    "cpuManagerPolicy": "cpuManagerPolicy",
+    "memoryManagerPolicy": "memoryManagerPolicy",
+}
+
+
+def test_typed_kubelet_settings_become_their_fields() -> None:
+    _, homelab = kubelet_config("homelab")
+    # Not set: the kubelet's own defaults apply, nothing is rendered.
+    assert not set(OPTIONAL_FIELDS.values()) & set(homelab)
+    assert not {"maxPods", "reservedMemory", "systemCgroups", "podPidsLimit"} & set(homelab)
+    _, variant = kubelet_config("variant")
+    for setting, field in OPTIONAL_FIELDS.items():
+        assert variant[field] == VARIANT_KUBELET[setting], setting
+    assert variant["failSwapOn"] is False
+    assert variant["maxPods"] == 50  # nodes[1].maxPods over kubelet.maxPods (100)
+    # kubelet.config's fields, as given.
+    for field, value in VARIANT_KUBELET["config"].items():  # type: ignore[attr-defined]
+        assert variant[field] == value, field
+    # Static memory manager without reservedMemory: all kept memory on NUMA node 0, exactly
+    # systemReserved 256Mi + kubeReserved 768Mi (the node's) + memory.available 100Mi.
+    assert variant["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1124Mi"}}]
+    settings, _ = stack("variant")
+    other = settings.node("k8s-node2")
+    assert yaml.safe_load(render_kubelet_config(settings, other))["maxPods"] == 100  # kubelet.maxPods
+
+
+def test_reserved_memory_as_the_stack_splits_it() -> None:
+    raw = homelab_config()
+    raw["kubelet"]["memoryManagerPolicy"] = "Static"
+    raw["reservations"]["reservedMemory"] = [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                             {"numaNode": 1, "limits": {"memory": "356Mi"}}]
+    settings = parse_settings(raw)
+    config = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert config["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                        {"numaNode": 1, "limits": {"memory": "356Mi"}}]
+    # An odd total is written as bytes, which the kubelet reads back exactly.
+    raw = homelab_config()
+    raw["kubelet"]["memoryManagerPolicy"] = "Static"
+    raw["reservations"]["evictionHard"] = {"memory.available": "100M"}
+    settings = parse_settings(raw)
+    config = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert config["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": str(1280 * 2**20 + 100_000_000)}}]
+
+
 def test_system_cgroups_is_unset_unless_chosen() -> None:
     # Unset by default (kubeadm and Kubespray set nothing): with it the kubelet moves processes
     # of the root cgroup into a cgroupfs cgroup outside systemd's tree.
@@ -371,8 +452,11 @@ def test_kubelet_unit_flags(stack_name: str) -> None:
     assert service["ExecStartPre"] == "/usr/local/libexec/homelab-kubelet/prepare-cgroups kube.slice system.slice"
     if stack_name == "variant":
         assert "--node-labels=example.com/gpu=,topology.kubernetes.io/zone=rack-1" in argv
-        assert "--max-pods=50" in argv
-        assert "--serialize-image-pulls=false" in argv
+        assert "--vmodule=eviction_manager=4" in argv
+    # No flag the kubelet deprecates: its configuration flags are all file fields here.
+    api = kubelet_api("v1.30")
+    assert api is not None
+    assert not [word for word in argv[1:] if api.deprecated_config_flag(word[2:].split("=", 1)[0])]
 
 
 # Hand-computed: shares = m*1024//1000 (at least 2), weight = 1 + ((shares-2)*9999)//262142.
@@ -738,18 +822,38 @@ def _field_paths(config: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 @pytest.mark.parametrize("stack_name", STACKS)
-def test_every_rendered_field_has_its_overriding_flag_refused(stack_name: str) -> None:
+def test_every_rendered_field_is_owned_and_no_flag_overrides_it(stack_name: str) -> None:
     from components.kubelet_config import kubelet_configuration, kubelet_flags
-    from components.kubelet_flags import COMMAND_LINE_FLAGS, CONFIG_FIELD_FLAGS, refusal
+    from components.kubelet_flags import COMMAND_LINE_FLAGS, field_refusal, flag_refusal
 
+    api = kubelet_api("v1.30")
+    assert api is not None
     settings, node = stack(stack_name)
-    fields = _field_paths(kubelet_configuration(settings, node)) - {"kind", "apiVersion"}
-    assert fields <= set(CONFIG_FIELD_FLAGS), sorted(fields - set(CONFIG_FIELD_FLAGS))
+    rendered = set(kubelet_configuration(settings, node)) - {"kind", "apiVersion"} - set(settings.kubelet.config)
+    # kubelet.config may not set a field the program renders ...
+    assert not [field for field in rendered if field_refusal(field) is None]
+    # ... and extraArgs no flag that overrides one (all such flags are deprecated configuration flags).
+    for flag, field in api.config_flags.items():
+        if field.split(".", 1)[0] in rendered:
+            assert flag_refusal(flag, api) is not None, flag
     written = {flag.removeprefix("--").split("=", 1)[0] for flag in kubelet_flags(settings, node)}
     written -= set(node.extra_args)
     assert written <= COMMAND_LINE_FLAGS, written - COMMAND_LINE_FLAGS
-    for flag in [*CONFIG_FIELD_FLAGS.values(), *COMMAND_LINE_FLAGS]:
-        assert refusal(flag) is not None, flag
+    for flag in COMMAND_LINE_FLAGS:
+        assert flag_refusal(flag, api) is not None, flag
+
+
+def test_owned_fields_are_v1_30_fields_and_every_deprecated_flag_is_refused() -> None:
+    from components.kubelet_flags import PROGRAM_FIELDS, TYPED_FIELDS, flag_refusal
+
+    api = kubelet_api("v1.30")
+    assert api is not None
+    assert not (set(TYPED_FIELDS) | set(PROGRAM_FIELDS)) - set(api.fields)
+    deprecated = [flag for flag in api.config_flags if flag not in api.not_deprecated] + list(api.deprecated_flags)
+    assert len(deprecated) > 100
+    assert not [flag for flag in deprecated if flag_refusal(flag, api) is None]
+    # The four the kubelet keeps, and its own flags, pass unless the program writes them.
+    assert [flag for flag in ("vmodule", "log-flush-frequency", "provider-id", "node-ip") if flag_refusal(flag, api)] == []
 
 
 def test_unit_words_are_checked_when_rendered() -> None:
