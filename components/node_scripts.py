@@ -42,6 +42,11 @@ CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 # Tasks an enforced pid reservation must leave free in its slice: sshd, the steps and containerd fork.
 PID_HEADROOM = 100
 JOURNAL_LINES = 40
+# Where systemd-logind reads its drop-ins, highest priority first (systemd's configuration search
+# path; /lib on a system whose /usr is not merged).
+LOGIND_CONF_DIRS = tuple(
+    f"{base}/systemd/logind.conf.d" for base in ("/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib")
+)
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -185,6 +190,9 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
         "FAIL_SWAP_ON": settings.kubelet.fail_swap_on,
+        "SWAP_BEHAVIOR": settings.kubelet.memory_swap.swap_behavior if settings.kubelet.memory_swap else "",
+        "SHUTDOWN_GRACE_SECONDS": settings.kubelet.shutdown_grace_period_seconds(),
+        "LOGIND_CONF_DIRS": LOGIND_CONF_DIRS,
         "HOSTNAME_CHECK": settings.kubelet.hostname_check,
         "RESOLV_CONF": node.resolv_conf,
         "RESERVED_MILLICORES": reserved_millicores(reservations),
@@ -272,9 +280,14 @@ def configure_files(settings: Settings, node: NodeSettings) -> list[NodeFile]:
     return files
 
 
+def kubelet_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
+    """The files of `configure_files` the kubelet runs on (all but crictl's config)."""
+    return [paths.KUBELET_CONFIG, *unit_files(settings, node), paths.CGROUP_HELPER]
+
+
 def configure_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
     """The paths of `configure_files`, without rendering the kubelet configuration."""
-    return [paths.KUBELET_CONFIG, *unit_files(settings, node), paths.CGROUP_HELPER]
+    return [*kubelet_file_paths(settings, node)]
 
 
 def configure_bundle(settings: Settings, node: NodeSettings) -> str:
@@ -285,7 +298,7 @@ def kubelet_runs_on(settings: Settings, node: NodeSettings) -> list[str]:
     """Every file whose change needs a kubelet restart: binary, credentials, configuration and
     units, and containerd's config (its cgroup driver must match the kubelet's)."""
     return [
-        paths.KUBELET_BINARY, *credential_paths(node), *configure_file_paths(settings, node),
+        paths.KUBELET_BINARY, *credential_paths(node), *kubelet_file_paths(settings, node),
         paths.CONTAINERD_CONFIG,
     ]
 
