@@ -149,6 +149,19 @@ def render_kubelet_config(settings: Settings, node: NodeSettings) -> str:
     return HEADER.format(name=node.name) + body
 
 
+CRICTL_HEADER = "# Rendered by homelab-kubelet: crictl talks to the kubelet's container runtime.\n"
+# Seconds crictl waits for the runtime (its own default is 2, short for a small node under load).
+CRICTL_TIMEOUT = 10
+
+
+def render_crictl_config(settings: Settings) -> str:
+    """/etc/crictl.yaml: the runtime (and image) endpoint the kubelet uses."""
+    endpoint = settings.kubernetes.container_runtime_endpoint
+    image_endpoint = settings.kubelet.config.get("imageServiceEndpoint") or endpoint
+    body = dump_yaml({"runtime-endpoint": endpoint, "image-endpoint": image_endpoint, "timeout": CRICTL_TIMEOUT})
+    return CRICTL_HEADER + body
+
+
 def kubelet_flags(settings: Settings, node: NodeSettings) -> list[str]:
     """Command-line flags for settings that are not (or not reliably) KubeletConfiguration fields."""
     flags = [

@@ -25,7 +25,7 @@ from typing import Literal
 from components import paths, shell
 from components.allocatable import eviction_basis_points, fixed_reserved_memory_bytes, reserved_millicores
 from components.bundle import NodeFile, pack
-from components.kubelet_config import render_kubelet_config
+from components.kubelet_config import render_crictl_config, render_kubelet_config
 from components.quantities import to_bytes
 from components.settings import NodeSettings, Settings
 from components.shell import Value
@@ -226,6 +226,7 @@ def _free_space_needed(settings: Settings) -> dict[str, Value]:
         paths.SYSTEMD_DIR: CONFIG_FREE_KB,
         paths.CGROUP_HELPER.rsplit("/", 1)[0]: CONFIG_FREE_KB,
         paths.CONTAINERD_CONFIG.rsplit("/", 1)[0]: CONFIG_FREE_KB,
+        paths.CRICTL_CONFIG.rsplit("/", 1)[0]: CONFIG_FREE_KB,
         settings.kubelet.static_pod_path: CONFIG_FREE_KB,
     }
     return {"WRITE_DIRS": list(needed), "WRITE_KB": [str(kb) for kb in needed.values()]}
@@ -273,10 +274,11 @@ def write_credentials(node: NodeSettings) -> Step:
 
 
 def configure_files(settings: Settings, node: NodeSettings) -> list[NodeFile]:
-    """kubelet-config.yaml, the systemd units and the cgroup helper for one node."""
+    """kubelet-config.yaml, the systemd units, the cgroup helper and crictl's config for one node."""
     files = [NodeFile(paths.KUBELET_CONFIG, "0644", render_kubelet_config(settings, node))]
     files += [NodeFile(path, "0644", content) for path, content in unit_files(settings, node).items()]
     files.append(NodeFile(paths.CGROUP_HELPER, "0755", _script_text("prepare-cgroups.sh")))
+    files.append(NodeFile(paths.CRICTL_CONFIG, "0644", render_crictl_config(settings)))
     return files
 
 
@@ -287,7 +289,7 @@ def kubelet_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
 
 def configure_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
     """The paths of `configure_files`, without rendering the kubelet configuration."""
-    return [*kubelet_file_paths(settings, node)]
+    return [*kubelet_file_paths(settings, node), paths.CRICTL_CONFIG]
 
 
 def configure_bundle(settings: Settings, node: NodeSettings) -> str:

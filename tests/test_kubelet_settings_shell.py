@@ -1,6 +1,6 @@
 """The node side of the typed kubelet settings, with the project's own scripts run locally: the
 preflight checks of graceful shutdown (logind's InhibitDelayMaxSec) and of LimitedSwap (cgroup
-v2).
+v2), and /etc/crictl.yaml written, recorded, rolled back and given back like every other file.
 
 Preflight runs whole on this machine, with logind's drop-in directories in a temp dir and
 stand-in `systemctl` (and `stat`, for the cgroup filesystem type) first on PATH; its other
@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 
-from components import node_scripts, shell
+from components import node_scripts, paths, shell
+from components.bundle import NodeFile
 from components.settings import parse_settings
 from tests.stack_config import homelab_config
+from tests.test_node_faults_shell import Node, configure, sha256, unconfigure
+from tests.test_node_faults_shell import node as node  # the fixture
 from tests.test_renderers import NODE
 
 UNATTENDED_UPGRADES_CAP = "unattended-upgrades-logind-maxdelay.conf"
@@ -168,3 +171,74 @@ def test_limited_swap_is_refused_on_cgroup_v1(tmp_path: Path) -> None:
                                                     ({"failSwapOn": False, "memorySwap": {"swapBehavior": "NoSwap"}}, "tmpfs")])
 def test_limited_swap_on_v2_and_no_swap_anywhere_pass(tmp_path: Path, kubelet: dict[str, Any], cgroup_fs: str) -> None:
     assert swap_errors(preflight(tmp_path, kubelet, cgroup_fs=cgroup_fs)) == []
+
+
+# --- /etc/crictl.yaml: the same ownership, rollback and delete as every file ------------------------
+
+
+def crictl_file(node: Node) -> NodeFile:
+    """The rendered /etc/crictl.yaml of node k8s-node1, placed in the temp node."""
+    settings = parse_settings(homelab_config())
+    [rendered] = [file for file in node_scripts.configure_files(settings, settings.node(NODE))
+                  if file.path == paths.CRICTL_CONFIG]
+    return NodeFile(str(node.path("etc", "crictl.yaml")), rendered.mode, rendered.content)
+
+
+def test_crictl_config_is_created_recorded_and_removed(node: Node) -> None:
+    file = crictl_file(node)
+    target = Path(file.path)
+    created = configure(node, [file])
+    assert created.returncode == 0, created.stderr
+    assert target.read_text() == file.content
+    assert "runtime-endpoint: unix:///run/containerd/containerd.sock\n" in file.content
+    assert node.record(target).read_text() == f"created {sha256(target)}\n"
+    removed = unconfigure(node, [target])
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed {target}" in removed.stdout
+    assert not target.exists()
+
+
+def test_the_operators_crictl_config_is_kept_and_put_back(node: Node) -> None:
+    file = crictl_file(node)
+    target = Path(file.path)
+    target.parent.mkdir()
+    target.write_text("runtime-endpoint: unix:///run/crio/crio.sock\n")
+    configured = configure(node, [file])
+    assert configured.returncode == 0, configured.stderr
+    assert target.read_text() == file.content
+    assert node.record(target).read_text().startswith("replaced ")
+    removed = unconfigure(node, [target])
+    assert removed.returncode == 0, removed.stderr
+    assert f"restored {target}" in removed.stdout
+    assert target.read_text() == "runtime-endpoint: unix:///run/crio/crio.sock\n"
+
+
+def test_a_failed_configure_puts_the_operators_crictl_config_back(node: Node) -> None:
+    file = crictl_file(node)
+    target = Path(file.path)
+    target.parent.mkdir()
+    target.write_text("runtime-endpoint: unix:///run/crio/crio.sock\n")
+    failed = configure(node, [file], then='fail "stand-in failure"')
+    assert failed.returncode == 1
+    assert target.read_text() == "runtime-endpoint: unix:///run/crio/crio.sock\n"
+    assert not node.record(target).exists()
+
+
+def test_a_crictl_config_edited_since_is_left_on_delete(node: Node) -> None:
+    file = crictl_file(node)
+    target = Path(file.path)
+    assert configure(node, [file]).returncode == 0
+    target.write_text(file.content + "debug: true\n")
+    removed = unconfigure(node, [target])
+    assert removed.returncode == 0, removed.stderr
+    assert f"left {target}: changed since homelab-kubelet wrote it" in removed.stdout
+    assert target.read_text().endswith("debug: true\n")
+
+
+def test_the_delete_step_gives_crictl_config_back(node: Node) -> None:
+    # The real delete lists it: configure-and-start's removal FILES hold /etc/crictl.yaml.
+    settings = parse_settings(homelab_config())
+    delete = node_scripts.configure_and_start(settings, settings.node(NODE), []).delete_script
+    assert delete is not None
+    files_line = next(line for line in delete.splitlines() if line.startswith("FILES="))
+    assert paths.CRICTL_CONFIG in files_line

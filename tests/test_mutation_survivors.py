@@ -83,6 +83,7 @@ def test_the_configure_bundle_carries_the_golden_files_with_their_modes() -> Non
         paths.slice_unit("kube.slice"): "kube.slice",
         paths.slice_dropin("system.slice"): "system.slice.d-10-homelab-kubelet-reserved.conf",
         paths.CONTAINERD_DROPIN: "containerd.service.d-10-homelab-kubelet-slice.conf",
+        paths.CRICTL_CONFIG: "crictl.yaml",
     }
     for path, name in golden.items():
         assert files.pop(path) == ("0644", (GOLDEN / name).read_text()), path

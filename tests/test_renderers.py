@@ -39,7 +39,7 @@ from components.bundle import END_MARKER, FILE_MARKER, NodeFile, pack, unpack
 from components.hints import catalogue_hints
 from components.kubeconfig import render_kubeconfig
 from components.kubelet_api import kubelet_api
-from components.kubelet_config import render_kubelet_config
+from components.kubelet_config import render_crictl_config, render_kubelet_config
 from components.quantities import cpu_shares, cpu_weight, parse_quantity, to_bytes, to_millicores
 from components.settings import NodeSettings, Settings, parse_settings
 from tests.stack_config import homelab_config
@@ -150,6 +150,7 @@ def rendered_files(settings: Settings, node: NodeSettings) -> dict[str, str]:
         "kube.slice": units[systemd.slice_path("kube.slice")],
         "system.slice.d-10-homelab-kubelet-reserved.conf": units[systemd.slice_path("system.slice")],
         "containerd.service.d-10-homelab-kubelet-slice.conf": units[paths.CONTAINERD_DROPIN],
+        "crictl.yaml": render_crictl_config(settings),
         "kubeconfig": render_kubeconfig(
             cluster_name="kubernetes",
             server=settings.kubernetes.api_server,
@@ -778,6 +779,28 @@ def test_configure_file_paths_match_the_rendered_files(stack_name: str) -> None:
     settings, node = stack(stack_name)
     rendered = [file.path for file in node_scripts.configure_files(settings, node)]
     assert node_scripts.configure_file_paths(settings, node) == rendered
+
+
+def test_crictl_config_names_the_runtime_and_restarts_no_kubelet() -> None:
+    # /etc/crictl.yaml: written, recorded and removed like the other configure files, but the
+    # kubelet does not run on it, so a change of it restarts nothing.
+    settings, node = stack("homelab")
+    files = {file.path: file for file in node_scripts.configure_files(settings, node)}
+    crictl = yaml.safe_load(files[paths.CRICTL_CONFIG].content)
+    assert crictl == {"runtime-endpoint": "unix:///run/containerd/containerd.sock",
+                      "image-endpoint": "unix:///run/containerd/containerd.sock", "timeout": 10}
+    assert files[paths.CRICTL_CONFIG].mode == "0644"
+    assert paths.CRICTL_CONFIG in node_scripts.configure_file_paths(settings, node)
+    assert paths.CRICTL_CONFIG not in node_scripts.kubelet_runs_on(settings, node)
+    assert "/etc" in node_scripts.preflight(settings, node).create_script.split("WRITE_DIRS=(", 1)[1].split(")")[0].split()
+    raw = homelab_config()
+    raw["kubernetes"]["containerRuntimeEndpoint"] = "unix:///run/k3s/containerd/containerd.sock"
+    raw["kubelet"]["config"] = {"imageServiceEndpoint": "unix:///run/images.sock"}
+    other = parse_settings(raw)
+    assert yaml.safe_load(render_crictl_config(other)) == {
+        "runtime-endpoint": "unix:///run/k3s/containerd/containerd.sock", "image-endpoint": "unix:///run/images.sock",
+        "timeout": 10,
+    }
 
 
 def test_preflight_reserves_memory_by_the_allocatable_formula() -> None:

@@ -28,8 +28,8 @@ SYSTEM_RESERVED_PIDS=0
 KUBE_RESERVED_PIDS=0
 PID_HEADROOM=100
 KUBELET_BINARY=/usr/bin/kubelet
-WRITE_DIRS=(/var/lib/homelab-kubelet /usr/bin /var/lib/kubernetes /var/lib/kubelet /etc/systemd/system /usr/local/libexec/homelab-kubelet /etc/containerd /etc/kubelet.d)
-WRITE_KB=(1024 204800 1024 1024 1024 1024 1024 1024)
+WRITE_DIRS=(/var/lib/homelab-kubelet /usr/bin /var/lib/kubernetes /var/lib/kubelet /etc/systemd/system /usr/local/libexec/homelab-kubelet /etc/containerd /etc /etc/kubelet.d)
+WRITE_KB=(1024 204800 1024 1024 1024 1024 1024 1024 1024)
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
 # the step's variables (NODE_NAME, ...), then this file, then the step itself, and end with
