@@ -702,6 +702,22 @@ BAD_CASES: dict[str, Bad] = {
         "kubelet.config.shutdownGracePeriodByPodPriority[0].shutdownGracePeriodSecond",
         "not a field of ShutdownGracePeriodByPodPriority in kubelet v1.30; did you mean shutdownGracePeriodSeconds?",
     ),
+    "kubelet.config evictionSoft without a grace period": Bad(
+        _section("kubelet", "config", {"evictionSoft": {"memory.available": "300Mi"}}), "kubelet.config.evictionSoft.memory.available",
+        "the kubelet refuses a soft threshold without a grace period: add kubelet.config.evictionSoftGracePeriod.memory.available",
+    ),
+    "kubelet.config evictionSoft threshold": Bad(
+        _section("kubelet", "config", {"evictionSoft": {"memory.available": "300MB"}, "evictionSoftGracePeriod": {"memory.available": "1m"}}),
+        "kubelet.config.evictionSoft.memory.available", "'300MB' is neither a quantity (100Mi) nor a percentage (10%)",
+    ),
+    "kubelet.config eviction signal": Bad(
+        _section("kubelet", "config", {"evictionMinimumReclaim": {"memory.availble": "500Mi"}}), "kubelet.config.evictionMinimumReclaim.memory.availble",
+        "not an eviction signal of the kubelet; did you mean memory.available?",
+    ),
+    "kubelet.config evictionMinimumReclaim 0%": Bad(
+        _section("kubelet", "config", {"evictionMinimumReclaim": {"memory.available": "0%"}}), "kubelet.config.evictionMinimumReclaim.memory.available",
+        "'0%': the kubelet wants a positive share",
+    ),
     "kubelet.config logging.verbosity": Bad(
         _section("kubelet", "config", {"logging": {"verbosity": 4}}), "kubelet.config.logging.verbosity", "use kubelet.logVerbosity"
     ),
@@ -996,7 +1012,8 @@ def test_typed_kubelet_settings_the_kubelet_takes() -> None:
         memorySwap={"swapBehavior": "NoSwap"}, imageGCHighThresholdPercent=90, imageMinimumGCAge="1m30s",
         containerLogMaxSize="50Mi", containerLogMaxFiles=2, featureGates={"CPUManager": True, "AllAlpha": False},
         cpuManagerPolicy="static", memoryManagerPolicy="Static",
-        config={"port": 10251.0, "logging": {"format": "text"}, "evictionSoft": {"memory.available": "300Mi"}},
+        config={"port": 10251.0, "logging": {"format": "text"}, "evictionSoft": {"memory.available": "300Mi"},
+                "evictionSoftGracePeriod": {"memory.available": "0s"}, "evictionMinimumReclaim": {"nodefs.available": "5%"}},
     )
     raw["reservations"]["reservedMemory"] = [{"numaNode": 0, "limits": {"memory": "1Gi"}},
                                              {"numaNode": 1, "limits": {"memory": "356Mi"}}]

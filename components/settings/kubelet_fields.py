@@ -7,11 +7,14 @@ Each function returns problems as `key path: message` lines, as the rest of the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from components import kubelet_flags
 from components.kubelet_api import KubeletApi
+from components.quantities import QUANTITY_PATTERN
+from components.settings.models import EvictionSignal, eviction_threshold_problem
 from components.settings.types import go_duration_ns
 
 INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -101,12 +104,71 @@ def config_problems(api: KubeletApi, config: Mapping[str, Any]) -> tuple[dict[st
             continue
         result[key], found = _value(api, fields[key], value, where)
         problems += found
+        if found:
+            continue
         if isinstance(value, Mapping):
             for nested, setting in kubelet_flags.NESTED_TYPED_FIELDS.items():
                 top, _, inner = nested.partition(".")
                 if top == key and inner in value:
                     problems.append(f"{where}.{inner}: cannot be set here: use {setting}")
+    if not problems:
+        problems = eviction_problems(result)
     return result, problems
+
+
+# The kubelet's eviction signals (pkg/kubelet/eviction/api/types.go, helpers.go signalToResource).
+EVICTION_SIGNALS = (
+    *get_args(EvictionSignal), "containerfs.available", "containerfs.inodesFree", "allocatableMemory.available",
+)
+
+
+def eviction_problems(config: Mapping[str, Any]) -> list[str]:
+    """What the kubelet's eviction manager refuses of kubelet.config's soft eviction and minimum
+    reclaim maps (pkg/kubelet/eviction/helpers.go ParseThresholdConfig); their types are checked
+    already."""
+    problems = []
+    soft = config.get("evictionSoft", {})
+    grace = config.get("evictionSoftGracePeriod", {})
+    reclaim = config.get("evictionMinimumReclaim", {})
+    maps = (("evictionSoft", soft), ("evictionSoftGracePeriod", grace), ("evictionMinimumReclaim", reclaim))
+    for field, entries in maps:
+        for signal in entries:
+            if signal not in EVICTION_SIGNALS:
+                problems.append(
+                    f"kubelet.config.{field}.{signal}: not an eviction signal of the kubelet"
+                    + kubelet_flags.closest(signal, EVICTION_SIGNALS)
+                )
+    for signal, threshold in soft.items():
+        problem = eviction_threshold_problem(threshold)
+        if problem is not None:
+            problems.append(f"kubelet.config.evictionSoft.{signal}: {problem}")
+        if signal not in grace:
+            problems.append(
+                f"kubelet.config.evictionSoft.{signal}: the kubelet refuses a soft threshold without a grace "
+                f"period: add kubelet.config.evictionSoftGracePeriod.{signal} (e.g. 1m30s)"
+            )
+    for signal, period in grace.items():
+        try:
+            negative = go_duration_ns(period) < 0
+        except ValueError as error:
+            problems.append(f"kubelet.config.evictionSoftGracePeriod.{signal}: {error}")
+            continue
+        if negative:
+            problems.append(
+                f"kubelet.config.evictionSoftGracePeriod.{signal}: {period!r}: the kubelet refuses a negative one"
+            )
+    for signal, amount in reclaim.items():
+        percent = re.fullmatch(r"(\d+(\.\d+)?)%", amount)
+        if percent and float(percent[1]) <= 0:
+            problems.append(
+                f"kubelet.config.evictionMinimumReclaim.{signal}: {amount!r}: the kubelet wants a positive share"
+            )
+        elif not percent and not QUANTITY_PATTERN.fullmatch(amount):
+            problems.append(
+                f"kubelet.config.evictionMinimumReclaim.{signal}: {amount!r} is neither a quantity (500Mi) nor a "
+                "percentage (5%)"
+            )
+    return problems
 
 
 def feature_gate_problems(api: KubeletApi, gates: Mapping[str, bool]) -> list[str]:

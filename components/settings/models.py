@@ -221,6 +221,28 @@ KUBELET_EVICTION_HARD: dict[EvictionSignal, str] = {
 EVICTION_OFF = "0%"
 
 
+def eviction_threshold_problem(threshold: str) -> str | None:
+    """What the kubelet refuses or ignores of an eviction threshold (pkg/kubelet/eviction
+    helpers.go parseThresholdStatement), or None."""
+    percent = re.fullmatch(r"(\d+(\.\d+)?)%", threshold)
+    if threshold == EVICTION_OFF:
+        return None
+    if percent:
+        # The kubelet ignores 100% without a word (and 0%, the way to switch a default off) and
+        # refuses more than 100%.
+        if not 0 < float(percent[1]) < 100:
+            return (
+                f"{threshold!r} is not a percentage above 0% and below 100% "
+                "(write exactly 0% to switch the kubelet's threshold for it off)"
+            )
+        return None
+    if QUANTITY_PATTERN.fullmatch(threshold):
+        if parse_quantity(threshold) <= 0:
+            return f"{threshold!r}: the kubelet refuses a threshold that is not positive"
+        return None
+    return f"{threshold!r} is neither a quantity (100Mi) nor a percentage (10%)"
+
+
 class MemoryReservation(_Model):
     """One entry of reservations.reservedMemory (kubelet field reservedMemory): the memory the
     Static memory manager keeps from pods on one NUMA node."""
@@ -286,24 +308,9 @@ class Reservations(_Model):
     @classmethod
     def _thresholds(cls, value: dict[str, str]) -> dict[str, str]:
         for signal, threshold in value.items():
-            percent = re.fullmatch(r"(\d+(\.\d+)?)%", threshold)
-            if threshold == EVICTION_OFF:
-                continue
-            if percent:
-                # The kubelet ignores 100% without a word (and 0%, the way to switch a default off)
-                # and refuses more than 100%.
-                if not 0 < float(percent[1]) < 100:
-                    raise ValueError(
-                        f"{signal}: {threshold!r} is not a percentage above 0% and below 100% "
-                        "(write exactly 0% to switch the kubelet's threshold for it off)"
-                    )
-            elif QUANTITY_PATTERN.fullmatch(threshold):
-                if parse_quantity(threshold) <= 0:
-                    raise ValueError(f"{signal}: {threshold!r}: the kubelet refuses a threshold that is not positive")
-            else:
-                raise ValueError(
-                    f"{signal}: {threshold!r} is neither a quantity (100Mi) nor a percentage (10%)"
-                )
+            problem = eviction_threshold_problem(threshold)
+            if problem is not None:
+                raise ValueError(f"{signal}: {problem}")
         return value
 
     @model_validator(mode="after")
