@@ -123,6 +123,12 @@ def test_a_masking_link_to_dev_null_hides_the_cap(tmp_path: Path) -> None:
     assert logind_lines(preflight(tmp_path, GRACE)) == []
 
 
+def test_the_fix_sorts_after_a_cap_named_late(tmp_path: Path) -> None:
+    dropin(tmp_path, "usr-lib", "zzz-cap.conf", "[Login]\nInhibitDelayMaxSec=30\n")
+    [line] = logind_lines(preflight(tmp_path, GRACE))
+    assert ">/etc/systemd/logind.conf.d/zzz-cap.conf.zz.conf; systemctl kill -s HUP systemd-logind" in line
+
+
 def test_time_spans_are_read_as_systemd_does(tmp_path: Path) -> None:
     dropin(tmp_path, "usr-lib", "zz-cap.conf", "[Login]\nInhibitDelayMaxSec=1min 30s\n")
     assert logind_lines(preflight(tmp_path, {"shutdownGracePeriod": "90s"})) == []

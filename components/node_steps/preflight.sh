@@ -121,7 +121,11 @@ if [ "$SHUTDOWN_GRACE_SECONDS" -gt 0 ]; then
     [ -n "$logind_cap" ] || warn "kubelet.shutdownGracePeriod: cannot read InhibitDelayMaxSec=$value in $file; check that it is at least ${SHUTDOWN_GRACE_SECONDS}s"
   done < <(printf '%s\n' 99-kubelet.conf "${!logind_dropins[@]}" | LC_ALL=C sort -u)
   if [ -n "$logind_cap" ] && [ "$logind_cap" -lt "$SHUTDOWN_GRACE_SECONDS" ]; then
-    warn "kubelet.shutdownGracePeriod is ${SHUTDOWN_GRACE_SECONDS}s but $logind_cap_file caps logind's InhibitDelayMaxSec at ${logind_cap}s and sorts after the kubelet's own 99-kubelet.conf (Debian's unattended-upgrades ships such a 30s cap): the kubelet would log \"unable to update logind InhibitDelayMaxSec\" and run without graceful shutdown; raise it with a drop-in that sorts later, e.g. printf '[Login]\\nInhibitDelayMaxSec=${SHUTDOWN_GRACE_SECONDS}\\n' >/etc/systemd/logind.conf.d/zz-kubelet-shutdown.conf; systemctl kill -s HUP systemd-logind"
+    # A drop-in name that sorts after the capping one.
+    raise_name=zz-kubelet-shutdown.conf
+    [ "$(printf '%s\n' "$raise_name" "${logind_cap_file##*/}" | LC_ALL=C sort | tail -n 1)" = "$raise_name" ] ||
+      raise_name=${logind_cap_file##*/}.zz.conf
+    warn "kubelet.shutdownGracePeriod is ${SHUTDOWN_GRACE_SECONDS}s but $logind_cap_file caps logind's InhibitDelayMaxSec at ${logind_cap}s and sorts after the kubelet's own 99-kubelet.conf (Debian's unattended-upgrades ships such a 30s cap): the kubelet would log \"unable to update logind InhibitDelayMaxSec\" and run without graceful shutdown; raise it with a drop-in that sorts later, e.g. printf '[Login]\\nInhibitDelayMaxSec=${SHUTDOWN_GRACE_SECONDS}\\n' >/etc/systemd/logind.conf.d/$raise_name; systemctl kill -s HUP systemd-logind"
   fi
 fi
 
