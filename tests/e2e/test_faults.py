@@ -110,28 +110,32 @@ def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> No
 def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
     stack = converged
     unit = "/etc/systemd/system/kubelet.service"
-    before = node_ssh("k8s-node2", f"sha256sum {unit}")
+    config = "/var/lib/kubelet/kubelet-config.yaml"
+    before = {node: node_ssh(node, f"sha256sum {unit} {config}") for node in NODES}
     # An image service endpoint where nothing listens is fatal at start (v1.30 validates the CRI
-    # image API before it runs). Flags that override the rendered configuration, such as
-    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py).
-    stack.set("nodes[2].extraArgs.image-service-endpoint", "unix:///run/homelab-kubelet-missing.sock")
+    # image API before it runs); it is a KubeletConfiguration field, so kubelet.config sets it (on
+    # every node: a deprecated flag in nodes[].extraArgs, and flags that override the rendered
+    # configuration, such as kube-reserved-cgroup, are refused at preview: tests/test_settings.py).
+    kubelet = stack.config_object("kubelet")
+    stack.set("kubelet.config.imageServiceEndpoint", "unix:///run/homelab-kubelet-missing.sock")
     try:
         message = failed_up(stack)
-        # The failed step put the node back as the state still describes it: the previous unit,
-        # the kubelet running again.
-        assert node_ssh("k8s-node2", f"sha256sum {unit}") == before
-        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+        # The failed steps put the nodes back as the state still describes them: the previous
+        # unit and configuration, the kubelet running again.
+        for node in NODES:
+            assert node_ssh(node, f"sha256sum {unit} {config}") == before[node], node
+            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
     finally:
-        stack.set_object("nodes", [{**n, "extraArgs": {}} if n["name"] == "k8s-node2" else n
-                                 for n in stack.config_object("nodes")])
-    assert "ERROR [k8s-node2]: kubelet" in message
+        stack.set_object("kubelet", kubelet)
+    assert re.search(r"ERROR \[k8s-[a-z0-9-]+\]: kubelet ", message), message[-3000:]
     assert "last lines of journalctl -u kubelet.service" in message
     assert "validate CRI v1 image API" in message
     assert "hint: Container runtime socket missing" in message
     assert "rolled back: put back the" in message
-    # Node and state agree again, so with the flag gone there is nothing to do.
+    # Node and state agree again, so with the field gone there is nothing to do.
     assert stack.up().changed() == {}
-    assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
+    for node in NODES:
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
 
 
 def test_interrupted_write_leaves_no_half_written_file(converged: LabStack) -> None:
