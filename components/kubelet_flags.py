@@ -50,7 +50,6 @@ TYPED_FIELDS: dict[str, str] = {
     "kubeReservedCgroup": "reservations.kubeReservedCgroup",
     "reservedMemory": "reservations.reservedMemory",
     "registerWithTaints": "nodes[].taints",
-    "podCIDR": "nodes[].podCIDR (the kubelet uses it only in standalone mode, so it is not rendered)",
 }
 
 # Fields the program sets itself, or that would undo what it sets up -> why they are refused.
@@ -70,6 +69,10 @@ PROGRAM_FIELDS: dict[str, str] = {
         "program always sets; reserve CPU with reservations.systemReserved and kubeReserved"
     ),
     "runOnce": "the kubelet would run its static pods once and exit; the program runs it as a service",
+    "podCIDR": (
+        "the kubelet uses it only in standalone mode, so kubelet-config.yaml does not carry it; a node's pod "
+        "range is nodes[].podCIDR"
+    ),
 }
 
 # Flags `kubelet_flags` writes itself (KubeletFlags, and `v` for kubelet.logVerbosity).

@@ -421,7 +421,8 @@ BAD_CASES: dict[str, Bad] = {
         "'register-schedulable' cannot be set through extraArgs: kubelet v1.30 deprecates it (will be removed in a future version)",
     ),
     "extraArgs pod-cidr (deprecated, not rendered)": Bad(
-        _node(1, "extraArgs", {"pod-cidr": "10.200.1.0/24"}), "nodes[1].extraArgs", "set by nodes[].podCIDR"
+        _node(1, "extraArgs", {"pod-cidr": "10.200.1.0/24"}), "nodes[1].extraArgs",
+        "not settable: the kubelet uses it only in standalone mode, so kubelet-config.yaml does not carry it; a node's pod range is nodes[].podCIDR",
     ),
     # --- host keys ---
     "hostKey with a comment after it": Bad(
@@ -689,6 +690,9 @@ BAD_CASES: dict[str, Bad] = {
     ),
     "kubelet.config reservedSystemCPUs": Bad(
         _section("kubelet", "config", {"reservedSystemCPUs": "0"}), "kubelet.config.reservedSystemCPUs", "the kubelet refuses it together with kubeReservedCgroup"
+    ),
+    "kubelet.config podCIDR": Bad(
+        _section("kubelet", "config", {"podCIDR": "10.200.0.0/16"}), "kubelet.config.podCIDR", "cannot be set here: the kubelet uses it only in standalone mode"
     ),
     "kubelet.config kind": Bad(_section("kubelet", "config", {"kind": "Other"}), "kubelet.config.kind", "the program writes it"),
     "kubelet.config wrong type": Bad(_section("kubelet", "config", {"podPidsLimit": "many"}), "kubelet.config.podPidsLimit", "'many' is not a whole number (int64)"),
