@@ -1,4 +1,8 @@
-"""Node allocatable = capacity - systemReserved - kubeReserved - evictionHard (the runbook's table)."""
+"""Node allocatable = capacity - systemReserved - kubeReserved - evictionHard (the runbook's table).
+
+The evictionHard memory threshold is the one the kubelet runs with: the stack's
+`memory.available` or, without one, the kubelet's default (`Reservations.eviction_thresholds`).
+"""
 
 from __future__ import annotations
 
@@ -29,13 +33,13 @@ def fixed_reserved_memory_bytes(reservations: Reservations) -> int:
         for reservation in (reservations.system_reserved, reservations.kube_reserved)
         if reservation.memory is not None
     )
-    threshold = reservations.eviction_hard.get("memory.available", "0")
+    threshold = reservations.eviction_thresholds.get("memory.available", "0")
     return total if threshold.endswith("%") else total + to_bytes(threshold)
 
 
 def eviction_basis_points(reservations: Reservations) -> int:
     """evictionHard memory.available as a share of capacity in 1/10000 (0 when absolute)."""
-    threshold = reservations.eviction_hard.get("memory.available", "0")
+    threshold = reservations.eviction_thresholds.get("memory.available", "0")
     return round(float(threshold[:-1]) * 100) if threshold.endswith("%") else 0
 
 

@@ -25,7 +25,7 @@ from typing import Literal
 from components import paths, shell
 from components.allocatable import eviction_basis_points, fixed_reserved_memory_bytes, reserved_millicores
 from components.bundle import NodeFile, pack
-from components.kubelet_config import render_kubelet_config
+from components.kubelet_config import render_crictl_config, render_kubelet_config
 from components.quantities import to_bytes
 from components.settings import NodeSettings, Settings
 from components.shell import Value
@@ -48,6 +48,11 @@ MAX_KUBELET_MINOR_SKEW = 3
 MIN_CONTAINERD_VERSION = "1.6.22"
 # fs.inotify.max_user_instances below this is a preflight warning ("too many open files").
 MIN_INOTIFY_INSTANCES = 8192
+# Where systemd-logind reads its drop-ins, highest priority first (systemd's configuration search
+# path; /lib on a system whose /usr is not merged).
+LOGIND_CONF_DIRS = tuple(
+    f"{base}/systemd/logind.conf.d" for base in ("/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib")
+)
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -209,6 +214,9 @@ def preflight(settings: Settings, node: NodeSettings) -> Step:
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
         "MANAGE_CONTAINERD_CGROUP_DRIVER": settings.kubelet.manage_containerd_cgroup_driver,
         "FAIL_SWAP_ON": settings.kubelet.fail_swap_on,
+        "SWAP_BEHAVIOR": settings.kubelet.memory_swap.swap_behavior if settings.kubelet.memory_swap else "",
+        "SHUTDOWN_GRACE_SECONDS": settings.kubelet.shutdown_grace_period_seconds(),
+        "LOGIND_CONF_DIRS": LOGIND_CONF_DIRS,
         "HOSTNAME_CHECK": settings.kubelet.hostname_check,
         "RESOLV_CONF": node.resolv_conf,
         "RESERVED_MILLICORES": reserved_millicores(reservations),
@@ -257,6 +265,7 @@ def _free_space_needed(settings: Settings) -> dict[str, Value]:
         paths.SYSTEMD_DIR: CONFIG_FREE_KB,
         paths.CGROUP_HELPER.rsplit("/", 1)[0]: CONFIG_FREE_KB,
         paths.CONTAINERD_CONFIG.rsplit("/", 1)[0]: CONFIG_FREE_KB,
+        paths.CRICTL_CONFIG.rsplit("/", 1)[0]: CONFIG_FREE_KB,
         settings.kubelet.static_pod_path: CONFIG_FREE_KB,
     }
     return {"WRITE_DIRS": list(needed), "WRITE_KB": [str(kb) for kb in needed.values()]}
@@ -304,16 +313,22 @@ def write_credentials(node: NodeSettings) -> Step:
 
 
 def configure_files(settings: Settings, node: NodeSettings) -> list[NodeFile]:
-    """kubelet-config.yaml, the systemd units and the cgroup helper for one node."""
+    """kubelet-config.yaml, the systemd units, the cgroup helper and crictl's config for one node."""
     files = [NodeFile(paths.KUBELET_CONFIG, "0644", render_kubelet_config(settings, node))]
     files += [NodeFile(path, "0644", content) for path, content in unit_files(settings, node).items()]
     files.append(NodeFile(paths.CGROUP_HELPER, "0755", _script_text("prepare-cgroups.sh")))
+    files.append(NodeFile(paths.CRICTL_CONFIG, "0644", render_crictl_config(settings)))
     return files
+
+
+def kubelet_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
+    """The files of `configure_files` the kubelet runs on (all but crictl's config)."""
+    return [paths.KUBELET_CONFIG, *unit_files(settings, node), paths.CGROUP_HELPER]
 
 
 def configure_file_paths(settings: Settings, node: NodeSettings) -> list[str]:
     """The paths of `configure_files`, without rendering the kubelet configuration."""
-    return [paths.KUBELET_CONFIG, *unit_files(settings, node), paths.CGROUP_HELPER]
+    return [*kubelet_file_paths(settings, node), paths.CRICTL_CONFIG]
 
 
 def configure_bundle(settings: Settings, node: NodeSettings) -> str:
@@ -324,7 +339,7 @@ def kubelet_runs_on(settings: Settings, node: NodeSettings) -> list[str]:
     """Every file whose change needs a kubelet restart: binary, credentials, configuration and
     units, and containerd's config (its cgroup driver must match the kubelet's)."""
     return [
-        paths.KUBELET_BINARY, *credential_paths(node), *configure_file_paths(settings, node),
+        paths.KUBELET_BINARY, *credential_paths(node), *kubelet_file_paths(settings, node),
         paths.CONTAINERD_CONFIG,
     ]
 

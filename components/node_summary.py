@@ -46,7 +46,7 @@ def node_summary(
         "reservations": {
             "systemReserved": reservations.system_reserved.as_kubelet_map(),
             "kubeReserved": reservations.kube_reserved.as_kubelet_map(),
-            "evictionHard": dict(reservations.eviction_hard),
+            "evictionHard": reservations.eviction_thresholds,
             "enforceNodeAllocatable": list(reservations.enforce_node_allocatable),
         },
         **(node_summary_from_facts(preflight_stdout, reservations) if preflight_stdout.strip() else {}),

@@ -11,6 +11,8 @@ SYSTEMD_DIR = "/etc/systemd/system"
 KUBELET_UNIT = f"{SYSTEMD_DIR}/kubelet.service"
 CGROUP_HELPER = "/usr/local/libexec/homelab-kubelet/prepare-cgroups"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+# crictl's default configuration file: the runtime endpoint, so `crictl ps` works as written.
+CRICTL_CONFIG = "/etc/crictl.yaml"
 # Written by this program, so a later run (and `pulumi destroy`) can tell ours from the user's.
 STATE_DIR = "/var/lib/homelab-kubelet"
 # One count per step: how many Pulumi resources hold the step on the node (node_scripts).

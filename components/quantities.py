@@ -52,6 +52,14 @@ def to_millicores(text: str) -> int:
     return int(value.to_integral_value(rounding="ROUND_CEILING"))
 
 
+def quantity_text(value: Decimal) -> str:
+    """A byte count as a quantity the kubelet reads back to exactly `value`: whole Mi where it
+    is one, else the plain number."""
+    if value == value.to_integral_value() and value % 2**20 == 0:
+        return f"{int(value) // 2**20}Mi"
+    return format(value.normalize(), "f")
+
+
 def cpu_shares(millicores: int) -> int:
     """cgroup v1 cpu.shares the kubelet writes for a CPU reservation (MilliCPUToShares)."""
     return max(2, millicores * 1024 // 1000)

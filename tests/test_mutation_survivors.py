@@ -23,12 +23,12 @@ MI = 2**20
 
 
 def partial_reservations_settings(system: dict[str, str], kube: dict[str, str]) -> Settings:
-    """Homelab with only some reservations set, and no evictionHard memory.available (only
-    nodefs): the reservations that are absent count as 0."""
+    """Homelab with only some reservations set, and the evictionHard memory threshold switched
+    off ("0%"; without it the kubelet's 100Mi applies): the reservations that are absent count as 0."""
     raw = homelab_config()
     raw["reservations"]["systemReserved"] = system
     raw["reservations"]["kubeReserved"] = kube
-    raw["reservations"]["evictionHard"] = {"nodefs.available": "10%"}
+    raw["reservations"]["evictionHard"] = {"memory.available": "0%", "nodefs.available": "10%"}
     raw["reservations"]["enforceNodeAllocatable"] = ["pods"]
     raw["reservations"].pop("kubeReservedCgroup", None)
     raw["reservations"].pop("systemReservedCgroup", None)
@@ -83,6 +83,7 @@ def test_the_configure_bundle_carries_the_golden_files_with_their_modes() -> Non
         paths.slice_unit("kube.slice"): "kube.slice",
         paths.slice_dropin("system.slice"): "system.slice.d-10-homelab-kubelet-reserved.conf",
         paths.CONTAINERD_DROPIN: "containerd.service.d-10-homelab-kubelet-slice.conf",
+        paths.CRICTL_CONFIG: "crictl.yaml",
     }
     for path, name in golden.items():
         assert files.pop(path) == ("0644", (GOLDEN / name).read_text()), path

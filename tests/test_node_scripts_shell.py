@@ -698,7 +698,7 @@ def test_preflight_collects_every_error_without_a_shell_error(tmp_path: Path) ->
         "RESERVED_MILLICORES": ("99999000", "cpu (99999000m) is not below the node's"),
         "RESERVED_MEMORY_BYTES": (str(2**62), "memory (4398046511104Mi) is not below the node's memory"),
         # The state directory's filesystem (the first of WRITE_DIRS) needs 1 PiB.
-        "WRITE_KB": (f"({2**40} 0 0 0 0 0 0 0)", "the steps need 1073741824Mi there: free some space (df -h "),
+        "WRITE_KB": (f"({2**40}{' 0' * (len(node_scripts.preflight(settings, node).create_script.split('WRITE_DIRS=(')[1].split(')')[0].split()) - 1)})", "the steps need 1073741824Mi there: free some space (df -h "),
     }
     script = node_scripts.preflight(settings, node).create_script
     for name, (value, _) in planted.items():

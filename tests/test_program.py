@@ -283,7 +283,7 @@ def test_configuration_travels_on_stdin_as_yaml(homelab: ProgramRun) -> None:
     configure = homelab.resource(f"k8s-node1-{CONFIGURE}")
     files = {f.path: f.content for f in bundle.unpack(step_data(homelab, configure.name))}
     config = yaml.safe_load(files["/var/lib/kubelet/kubelet-config.yaml"])
-    assert config["podCIDR"] == "10.200.1.0/24"
+    assert config["tlsCertFile"] == "/var/lib/kubelet/k8s-node1.pem"
     assert config["kubeReserved"] == {"cpu": "1024m", "memory": "1024Mi"}
     assert "--hostname-override=k8s-node1" in files["/etc/systemd/system/kubelet.service"]
 

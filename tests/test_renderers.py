@@ -22,8 +22,8 @@ the test (bytes of 1024Mi, cpu.weight of 1024m, ...) or come from the v1.30 fiel
 from __future__ import annotations
 
 import base64
+import copy
 import difflib
-import json
 import re
 import shlex
 from decimal import Decimal
@@ -38,14 +38,17 @@ from components.allocatable import allocatable, reserved_memory_bytes
 from components.bundle import END_MARKER, FILE_MARKER, NodeFile, pack, unpack
 from components.hints import catalogue_hints
 from components.kubeconfig import render_kubeconfig
-from components.kubelet_config import render_kubelet_config
+from components.kubelet_api import kubelet_api
+from components.kubelet_config import render_crictl_config, render_kubelet_config
 from components.quantities import cpu_shares, cpu_weight, parse_quantity, to_bytes, to_millicores
 from components.settings import NodeSettings, Settings, parse_settings
 from tests.stack_config import homelab_config
 
 TESTS = Path(__file__).resolve().parent
 GOLDEN = TESTS / "golden"
-FIELDS = json.loads((TESTS / "data" / "kubelet-config-fields-v1.30.json").read_text())["fields"]
+# The kubelet v1.30.1 sources' field lists (components/data/kubelet-v1.30.json, re-extracted by a
+# toolchain test).
+FIELDS = kubelet_api("v1.30").structs  # type: ignore[union-attr]
 NODE = "k8s-node1"
 
 # Fixed dummy PEM texts: not real certificates or keys, only distinct recognisable strings.
@@ -54,10 +57,32 @@ DUMMY_CERT = "-----BEGIN CERTIFICATE-----\nRFVNTVktTk9ERS1DRVJUSUZJQ0FURQ==\n---
 DUMMY_KEY = "-----BEGIN EC PRIVATE KEY-----\nRFVNTVktTk9ERS1LRVk=\n-----END EC PRIVATE KEY-----\n"
 
 
+# Every typed kubelet setting that is off by default, set (the variant's golden kubelet-config.yaml).
+VARIANT_KUBELET = {
+    "failSwapOn": False,
+    "memorySwap": {"swapBehavior": "LimitedSwap"},
+    "shutdownGracePeriod": "60s",  # Kubespray's 60s/20s
+    "shutdownGracePeriodCriticalPods": "20s",
+    "imageGCHighThresholdPercent": 75,
+    "imageGCLowThresholdPercent": 60,
+    "imageMinimumGCAge": "5m",
+    "containerLogMaxSize": "20Mi",
+    "containerLogMaxFiles": 3,
+    "maxPods": 100,
+    "featureGates": {"NodeSwap": True},
+    "serializeImagePulls": False,
+    "cpuManagerPolicy": "static",
+    "memoryManagerPolicy": "Static",
+    "config": {"podPidsLimit": 4096, "evictionSoft": {"memory.available": "300Mi"},
+               "evictionSoftGracePeriod": {"memory.available": "1m30s"}, "maxParallelImagePulls": 2},
+}
+
+
 def variant_config() -> dict[str, Any]:
     raw = homelab_config()
     raw["ssh"]["user"] = "kube"
     raw["kubelet"]["authMode"] = "permissive"
+    raw["kubelet"].update(copy.deepcopy(VARIANT_KUBELET))
     raw["pki"].update(algorithm="RSA", rsaBits=4096)
     raw["nodes"][1].update(
         # No node-role.kubernetes.io/*: the kubelet refuses such --node-labels (see test_settings).
@@ -66,7 +91,9 @@ def variant_config() -> dict[str, Any]:
             {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
             {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
         ],
-        extraArgs={"max-pods": "50", "serialize-image-pulls": "false"},
+        # A flag the kubelet does not deprecate (configuration flags it does are refused).
+        extraArgs={"vmodule": "eviction_manager=4"},
+        maxPods=50,
         reservations={"kubeReserved": {"cpu": "512m", "memory": "768Mi"}},
         ips=["192.168.1.11"],
         nodeIP="192.168.1.11",
@@ -125,6 +152,7 @@ def rendered_files(settings: Settings, node: NodeSettings) -> dict[str, str]:
         "kube.slice": units[systemd.slice_path("kube.slice")],
         "system.slice.d-10-homelab-kubelet-reserved.conf": units[systemd.slice_path("system.slice")],
         "containerd.service.d-10-homelab-kubelet-slice.conf": units[paths.CONTAINERD_DROPIN],
+        "crictl.yaml": render_crictl_config(settings),
         "kubeconfig": render_kubeconfig(
             cluster_name="kubernetes",
             server=settings.kubernetes.api_server,
@@ -288,7 +316,8 @@ def test_permissive_mode() -> None:
 
 def test_kubelet_config_values() -> None:
     _, config = kubelet_config("homelab")
-    assert config["podCIDR"] == "10.200.1.0/24"
+    # Standalone mode only (and containerd's CNI conf_template): not rendered, see kubelet_config.py.
+    assert "podCIDR" not in config
     assert config["clusterDNS"] == ["10.32.0.10"]
     assert config["tlsCertFile"] == "/var/lib/kubelet/k8s-node1.pem"
     assert config["tlsPrivateKeyFile"] == "/var/lib/kubelet/k8s-node1-key.pem"
@@ -298,12 +327,90 @@ def test_kubelet_config_values() -> None:
     assert config["kubeletCgroups"] == "/kube.slice/kubelet.service"
     assert config["cgroupDriver"] == "systemd"
     assert "registerWithTaints" not in config
+    # The kubelet's five defaults with the stack's memory.available over them: a kubelet given
+    # some evictionHard keys drops its other defaults, so all are rendered.
+    assert config["evictionHard"] == {
+        "memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%", "imagefs.inodesFree": "5%",
+    }
     _, variant = kubelet_config("variant")
     assert variant["kubeReserved"] == {"cpu": "512m", "memory": "768Mi"}
     assert variant["registerWithTaints"] == [
         {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
         {"key": "example.com/maintenance", "effect": "PreferNoSchedule"},
     ]
+
+
+# Typed settings that are rendered only when set -> the kubelet field each becomes.
+OPTIONAL_FIELDS = {
+    "shutdownGracePeriod": "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods": "shutdownGracePeriodCriticalPods",
+    "memorySwap": "memorySwap",
+    "imageGCHighThresholdPercent": "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent": "imageGCLowThresholdPercent",
+    "imageMinimumGCAge": "imageMinimumGCAge",
+    "containerLogMaxSize": "containerLogMaxSize",
+    "containerLogMaxFiles": "containerLogMaxFiles",
+    "featureGates": "featureGates",
+    "serializeImagePulls": "serializeImagePulls",
+    "cpuManagerPolicy": "cpuManagerPolicy",
+    "memoryManagerPolicy": "memoryManagerPolicy",
+}
+
+
+def test_typed_kubelet_settings_become_their_fields() -> None:
+    _, homelab = kubelet_config("homelab")
+    # Not set: the kubelet's own defaults apply, nothing is rendered.
+    assert not set(OPTIONAL_FIELDS.values()) & set(homelab)
+    assert not {"maxPods", "reservedMemory", "systemCgroups", "podPidsLimit"} & set(homelab)
+    _, variant = kubelet_config("variant")
+    for setting, field in OPTIONAL_FIELDS.items():
+        assert variant[field] == VARIANT_KUBELET[setting], setting
+    assert variant["failSwapOn"] is False
+    assert variant["maxPods"] == 50  # nodes[1].maxPods over kubelet.maxPods (100)
+    # kubelet.config's fields, as given.
+    for field, value in VARIANT_KUBELET["config"].items():  # type: ignore[attr-defined]
+        assert variant[field] == value, field
+    # Static memory manager without reservedMemory: all kept memory on NUMA node 0, exactly
+    # systemReserved 256Mi + kubeReserved 768Mi (the node's) + memory.available 100Mi.
+    assert variant["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1124Mi"}}]
+    settings, _ = stack("variant")
+    other = settings.node("k8s-node2")
+    assert yaml.safe_load(render_kubelet_config(settings, other))["maxPods"] == 100  # kubelet.maxPods
+
+
+def test_reserved_memory_as_the_stack_splits_it() -> None:
+    raw = homelab_config()
+    raw["kubelet"]["memoryManagerPolicy"] = "Static"
+    raw["reservations"]["reservedMemory"] = [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                             {"numaNode": 1, "limits": {"memory": "356Mi"}}]
+    settings = parse_settings(raw)
+    config = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert config["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                        {"numaNode": 1, "limits": {"memory": "356Mi"}}]
+    # An odd total is written as bytes, which the kubelet reads back exactly.
+    raw = homelab_config()
+    raw["kubelet"]["memoryManagerPolicy"] = "Static"
+    raw["reservations"]["evictionHard"] = {"memory.available": "100M"}
+    settings = parse_settings(raw)
+    config = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert config["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": str(1280 * 2**20 + 100_000_000)}}]
+
+
+def test_system_cgroups_is_unset_unless_chosen() -> None:
+    # Unset by default (kubeadm and Kubespray set nothing): with it the kubelet moves processes
+    # of the root cgroup into a cgroupfs cgroup outside systemd's tree.
+    _, config = kubelet_config("homelab")
+    assert "systemCgroups" not in config
+    raw = homelab_config()
+    raw["kubelet"]["systemCgroups"] = "/systemd/system.slice"  # the runbook's, as an explicit choice
+    settings = parse_settings(raw)
+    chosen = yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
+    assert chosen["systemCgroups"] == "/systemd/system.slice"
+    assert chosen["cgroupRoot"] == "/"  # the kubelet refuses systemCgroups without cgroupRoot
+    raw["kubelet"]["systemCgroups"] = ""
+    settings = parse_settings(raw)
+    assert "systemCgroups" not in yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))
 
 
 # --- systemd units --------------------------------------------------------------------------------
@@ -353,8 +460,11 @@ def test_kubelet_unit_flags(stack_name: str) -> None:
     assert not [arg for arg in argv if arg.startswith("--node-ip")][1:]
     if stack_name == "variant":
         assert "--node-labels=example.com/gpu=,topology.kubernetes.io/zone=rack-1" in argv
-        assert "--max-pods=50" in argv
-        assert "--serialize-image-pulls=false" in argv
+        assert "--vmodule=eviction_manager=4" in argv
+    # No flag the kubelet deprecates: its configuration flags are all file fields here.
+    api = kubelet_api("v1.30")
+    assert api is not None
+    assert not [word for word in argv[1:] if api.deprecated_config_flag(word[2:].split("=", 1)[0])]
 
 
 # Hand-computed: shares = m*1024//1000 (at least 2), weight = 1 + ((shares-2)*9999)//262142.
@@ -642,6 +752,21 @@ def test_allocatable_percentage_eviction() -> None:
     assert result["memory"] == "2611Mi"
 
 
+def test_allocatable_uses_the_memory_threshold_the_kubelet_runs_with() -> None:
+    # No memory.available in the stack: the kubelet's default 100Mi still applies (it is rendered).
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"nodefs.available": "20%"}
+    settings = parse_settings(raw)
+    result = allocatable(settings.reservations, 4, 8 * GI)
+    # 8192 - 256 - 1024 - 100 = 6812
+    assert result["memoryFormula"] == "8192Mi - 256Mi - 1024Mi - 100Mi = 6812Mi"
+    assert yaml.safe_load(render_kubelet_config(settings, settings.node(NODE)))["evictionHard"]["memory.available"] == "100Mi"
+    # "0%" switches the threshold off: nothing reserved for it.
+    raw["reservations"]["evictionHard"] = {"memory.available": "0%"}
+    settings = parse_settings(raw)
+    assert allocatable(settings.reservations, 4, 8 * GI)["memory"] == "6912Mi"
+
+
 def test_allocatable_never_negative() -> None:
     settings, _ = stack("homelab")
     result = allocatable(settings.reservations, 1, GI)
@@ -662,6 +787,28 @@ def test_configure_file_paths_match_the_rendered_files(stack_name: str) -> None:
     settings, node = stack(stack_name)
     rendered = [file.path for file in node_scripts.configure_files(settings, node)]
     assert node_scripts.configure_file_paths(settings, node) == rendered
+
+
+def test_crictl_config_names_the_runtime_and_restarts_no_kubelet() -> None:
+    # /etc/crictl.yaml: written, recorded and removed like the other configure files, but the
+    # kubelet does not run on it, so a change of it restarts nothing.
+    settings, node = stack("homelab")
+    files = {file.path: file for file in node_scripts.configure_files(settings, node)}
+    crictl = yaml.safe_load(files[paths.CRICTL_CONFIG].content)
+    assert crictl == {"runtime-endpoint": "unix:///run/containerd/containerd.sock",
+                      "image-endpoint": "unix:///run/containerd/containerd.sock", "timeout": 10}
+    assert files[paths.CRICTL_CONFIG].mode == "0644"
+    assert paths.CRICTL_CONFIG in node_scripts.configure_file_paths(settings, node)
+    assert paths.CRICTL_CONFIG not in node_scripts.kubelet_runs_on(settings, node)
+    assert "/etc" in node_scripts.preflight(settings, node).create_script.split("WRITE_DIRS=(", 1)[1].split(")")[0].split()
+    raw = homelab_config()
+    raw["kubernetes"]["containerRuntimeEndpoint"] = "unix:///run/k3s/containerd/containerd.sock"
+    raw["kubelet"]["config"] = {"imageServiceEndpoint": "unix:///run/images.sock"}
+    other = parse_settings(raw)
+    assert yaml.safe_load(render_crictl_config(other)) == {
+        "runtime-endpoint": "unix:///run/k3s/containerd/containerd.sock", "image-endpoint": "unix:///run/images.sock",
+        "timeout": 10,
+    }
 
 
 def test_preflight_reserves_memory_by_the_allocatable_formula() -> None:
@@ -706,18 +853,40 @@ def _field_paths(config: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 @pytest.mark.parametrize("stack_name", STACKS)
-def test_every_rendered_field_has_its_overriding_flag_refused(stack_name: str) -> None:
+def test_every_rendered_field_is_owned_and_no_flag_overrides_it(stack_name: str) -> None:
     from components.kubelet_config import kubelet_configuration, kubelet_flags
-    from components.kubelet_flags import COMMAND_LINE_FLAGS, CONFIG_FIELD_FLAGS, refusal
+    from components.kubelet_flags import COMMAND_LINE_FLAGS, field_refusal, flag_refusal
 
+    api = kubelet_api("v1.30")
+    assert api is not None
     settings, node = stack(stack_name)
-    fields = _field_paths(kubelet_configuration(settings, node)) - {"kind", "apiVersion"}
-    assert fields <= set(CONFIG_FIELD_FLAGS), sorted(fields - set(CONFIG_FIELD_FLAGS))
+    rendered = set(kubelet_configuration(settings, node)) - {"kind", "apiVersion"} - set(settings.kubelet.config)
+    # kubelet.config may not set a field the program renders ...
+    assert not [field for field in rendered if field_refusal(field) is None]
+    # ... and extraArgs no flag that overrides one (all such flags are deprecated configuration flags).
+    for flag, field in api.config_flags.items():
+        if field.split(".", 1)[0] in rendered:
+            assert flag_refusal(flag, api) is not None, flag
     written = {flag.removeprefix("--").split("=", 1)[0] for flag in kubelet_flags(settings, node)}
     written -= set(node.extra_args)
     assert written <= COMMAND_LINE_FLAGS, written - COMMAND_LINE_FLAGS
-    for flag in [*CONFIG_FIELD_FLAGS.values(), *COMMAND_LINE_FLAGS]:
-        assert refusal(flag) is not None, flag
+    for flag in COMMAND_LINE_FLAGS:
+        assert flag_refusal(flag, api) is not None, flag
+
+
+def test_owned_fields_are_v1_30_fields_and_every_deprecated_flag_is_refused() -> None:
+    from components.kubelet_flags import PROGRAM_FIELDS, TYPED_FIELDS, flag_refusal
+
+    api = kubelet_api("v1.30")
+    assert api is not None
+    assert not (set(TYPED_FIELDS) | set(PROGRAM_FIELDS)) - set(api.fields)
+    deprecated = [flag for flag in api.config_flags if flag not in api.not_deprecated] + list(api.deprecated_flags)
+    assert len(deprecated) > 100
+    assert not [flag for flag in deprecated if flag_refusal(flag, api) is None]
+    # The three the kubelet keeps, and its own flags, pass unless the program writes them (node-ip:
+    # nodes[].nodeIP).
+    assert [flag for flag in ("vmodule", "log-flush-frequency", "provider-id", "cloud-provider") if flag_refusal(flag, api)] == []
+    assert "nodes[].nodeIP" in str(flag_refusal("node-ip", api))
 
 
 def test_unit_words_are_checked_when_rendered() -> None:

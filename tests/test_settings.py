@@ -123,6 +123,11 @@ def test_homelab_reservations(homelab: Settings) -> None:
         assert reservations.system_reserved.as_kubelet_map() == {"cpu": "256m", "memory": "256Mi"}
         assert reservations.kube_reserved.as_kubelet_map() == {"cpu": "1024m", "memory": "1024Mi"}
         assert reservations.eviction_hard == {"memory.available": "100Mi"}
+        # What the kubelet gets: its five Linux defaults (v1.30), the stack's key over them.
+        assert reservations.eviction_thresholds == {
+            "memory.available": "100Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+            "imagefs.available": "15%", "imagefs.inodesFree": "5%",
+        }
         assert reservations.enforce_node_allocatable == ("pods", "kube-reserved", "system-reserved")
         assert reservations.kube_reserved_cgroup == "/kube.slice"
         assert reservations.system_reserved_cgroup == "/system.slice"
@@ -401,7 +406,24 @@ BAD_CASES: dict[str, Bad] = {
         _node(1, "extraArgs", {"bootstrap-kubeconfig": "/tmp/kc"}), "nodes[1].extraArgs", "'bootstrap-kubeconfig'"
     ),
     "extraArgs v (set by the program)": Bad(_node(1, "extraArgs", {"v": "9"}), "nodes[1].extraArgs", "'v'"),
-    "extraArgs max-pods not a number": Bad(_node(1, "extraArgs", {"max-pods": "lots"}), "nodes[1].extraArgs", "'lots'"),
+    "extraArgs max-pods (deprecated: a typed setting)": Bad(
+        _node(1, "extraArgs", {"max-pods": "50"}), "nodes[1].extraArgs", "'max-pods' cannot be set through extraArgs: kubelet v1.30 deprecates it for the KubeletConfiguration field maxPods; set by kubelet.maxPods"
+    ),
+    "extraArgs eviction-soft (deprecated: kubelet.config)": Bad(
+        _node(1, "extraArgs", {"eviction-soft": "memory.available<200Mi"}), "nodes[1].extraArgs",
+        "'eviction-soft' cannot be set through extraArgs: kubelet v1.30 deprecates it for the KubeletConfiguration field evictionSoft; set it as kubelet.config.evictionSoft",
+    ),
+    "extraArgs logging-format (deprecated: kubelet.config, nested)": Bad(
+        _node(1, "extraArgs", {"logging-format": "json"}), "nodes[1].extraArgs", "set it as kubelet.config.logging.format"
+    ),
+    "extraArgs register-schedulable (deprecated KubeletFlags flag)": Bad(
+        _node(1, "extraArgs", {"register-schedulable": "false"}), "nodes[1].extraArgs",
+        "'register-schedulable' cannot be set through extraArgs: kubelet v1.30 deprecates it (will be removed in a future version)",
+    ),
+    "extraArgs pod-cidr (deprecated, not rendered)": Bad(
+        _node(1, "extraArgs", {"pod-cidr": "10.200.1.0/24"}), "nodes[1].extraArgs",
+        "not settable: the kubelet uses it only in standalone mode, so kubelet-config.yaml does not carry it; a node's pod range is nodes[].podCIDR",
+    ),
     # --- host keys ---
     "hostKey with a comment after it": Bad(
         _node(1, "hostKey", f"{ED25519_KEY} root@k8s-node1"), "nodes[1].hostKey", "root@k8s-node1"
@@ -457,8 +479,8 @@ BAD_CASES: dict[str, Bad] = {
     "eviction threshold 0": Bad(
         _section("reservations", "evictionHard", {"memory.available": "0"}), "reservations.evictionHard", "'0'"
     ),
-    "eviction threshold 0%": Bad(
-        _section("reservations", "evictionHard", {"nodefs.available": "0%"}), "reservations.evictionHard", "'0%'"
+    "eviction threshold 0.0%": Bad(
+        _section("reservations", "evictionHard", {"nodefs.available": "0.0%"}), "reservations.evictionHard", "'0.0%'"
     ),
     "eviction threshold 0Mi": Bad(
         _section("reservations", "evictionHard", {"memory.available": "0Mi"}), "reservations.evictionHard", "'0Mi'"
@@ -468,9 +490,8 @@ BAD_CASES: dict[str, Bad] = {
     ),
     "systemCgroups /": Bad(_section("kubelet", "systemCgroups", "/"), "kubelet.systemCgroups", "'/'"),
     "healthzPort = the kubelet's port": Bad(_section("kubelet", "healthzPort", 10250), "kubelet.healthzPort", "10250"),
-    "healthzPort = extraArgs port": Bad(
-        lambda raw: (raw["kubelet"].__setitem__("healthzPort", 10300), raw["nodes"][1].__setitem__("extraArgs", {"port": "10300"})),
-        "kubelet.healthzPort", "10300",
+    "healthzPort = kubelet.config port": Bad(
+        lambda raw: raw["kubelet"].update(healthzPort=10300, config={"port": 10300}), "kubelet.healthzPort", "10300"
     ),
     "healthzPort = the read-only port when permissive": Bad(
         lambda raw: raw["kubelet"].update(healthzPort=10255, authMode="permissive"), "kubelet.healthzPort", "10255"
@@ -559,6 +580,167 @@ BAD_CASES: dict[str, Bad] = {
     "rollout.maxParallel a string": Bad(lambda raw: raw.__setitem__("rollout", {"maxParallel": "1"}), "rollout.maxParallel", "'1' is not a number"),
     "rollout.maxParallel 1.5": Bad(lambda raw: raw.__setitem__("rollout", {"maxParallel": 1.5}), "rollout.maxParallel", "1.5"),
     "rollout unknown key": Bad(lambda raw: raw.__setitem__("rollout", {"maxParalel": 1}), "rollout.maxParalel", None),
+    # --- typed kubelet settings (issue 15): what the v1.30 kubelet refuses at start, or misreads
+    "shutdownGracePeriod below a second": Bad(
+        _section("kubelet", "shutdownGracePeriod", "500ms"), "kubelet.shutdownGracePeriod", "'500ms' is not a duration of at least 1s"
+    ),
+    "shutdownGracePeriod a number": Bad(
+        _section("kubelet", "shutdownGracePeriod", 60), "kubelet.shutdownGracePeriod", "60 is not a duration: write it as text"
+    ),
+    "shutdownGracePeriodCriticalPods above shutdownGracePeriod": Bad(
+        lambda raw: raw["kubelet"].update(shutdownGracePeriod="20s", shutdownGracePeriodCriticalPods="60s"),
+        "kubelet", "shutdownGracePeriodCriticalPods ('60s') must not exceed shutdownGracePeriod ('20s')",
+    ),
+    "shutdownGracePeriodCriticalPods alone": Bad(
+        _section("kubelet", "shutdownGracePeriodCriticalPods", "20s"), "kubelet", "shutdownGracePeriodCriticalPods ('20s') needs shutdownGracePeriod"
+    ),
+    "shutdownGracePeriod with GracefulNodeShutdown off": Bad(
+        lambda raw: raw["kubelet"].update(shutdownGracePeriod="60s", featureGates={"GracefulNodeShutdown": False}),
+        "kubelet.shutdownGracePeriod", "the feature gate GracefulNodeShutdown off",
+    ),
+    "memorySwap with failSwapOn true": Bad(
+        _section("kubelet", "memorySwap", {"swapBehavior": "LimitedSwap"}), "kubelet", "memorySwap.swapBehavior 'LimitedSwap' needs failSwapOn: false"
+    ),
+    "memorySwap UnlimitedSwap (removed in v1.30)": Bad(
+        lambda raw: raw["kubelet"].update(failSwapOn=False, memorySwap={"swapBehavior": "UnlimitedSwap"}),
+        "kubelet.memorySwap.swapBehavior", "'UnlimitedSwap'",
+    ),
+    "memorySwap with NodeSwap off by AllBeta": Bad(
+        lambda raw: raw["kubelet"].update(failSwapOn=False, memorySwap={"swapBehavior": "NoSwap"}, featureGates={"AllBeta": False}),
+        "kubelet.memorySwap", "the feature gate NodeSwap off",
+    ),
+    "imageGCHighThresholdPercent below the default low": Bad(
+        _section("kubelet", "imageGCHighThresholdPercent", 75), "kubelet", "imageGCLowThresholdPercent (80 by default) must be below imageGCHighThresholdPercent (75)"
+    ),
+    "imageGCLowThresholdPercent equal to high": Bad(
+        lambda raw: raw["kubelet"].update(imageGCHighThresholdPercent=70, imageGCLowThresholdPercent=70),
+        "kubelet", "imageGCLowThresholdPercent (70) must be below imageGCHighThresholdPercent (70)",
+    ),
+    "imageGCHighThresholdPercent 101": Bad(_section("kubelet", "imageGCHighThresholdPercent", 101), "kubelet.imageGCHighThresholdPercent", "(got 101)"),
+    "imageMinimumGCAge 0s (the kubelet makes it 2m)": Bad(
+        _section("kubelet", "imageMinimumGCAge", "0s"), "kubelet.imageMinimumGCAge", "'0s' is not a positive duration (the kubelet replaces 0 with 2m"
+    ),
+    "containerLogMaxSize not a quantity": Bad(_section("kubelet", "containerLogMaxSize", "10MB"), "kubelet.containerLogMaxSize", "'10MB'"),
+    "containerLogMaxSize zero": Bad(_section("kubelet", "containerLogMaxSize", "0"), "kubelet.containerLogMaxSize", "'0' is not a positive size"),
+    "containerLogMaxFiles 1": Bad(_section("kubelet", "containerLogMaxFiles", 1), "kubelet.containerLogMaxFiles", "(got 1)"),
+    "maxPods 0": Bad(_section("kubelet", "maxPods", 0), "kubelet.maxPods", "(got 0)"),
+    "maxPods a string": Bad(_section("kubelet", "maxPods", "110"), "kubelet.maxPods", "'110' is not a number"),
+    "nodes[].maxPods above its podCIDR": Bad(_node(1, "maxPods", 300), "nodes[1].podCIDR", "kubelet admits up to 300 (maxPods)"),
+    "featureGates unknown": Bad(
+        _section("kubelet", "featureGates", {"GracefulNodeShutdwn": True}), "kubelet.featureGates.GracefulNodeShutdwn",
+        "not a feature gate of kubelet v1.30; did you mean GracefulNodeShutdown?",
+    ),
+    "featureGates locked": Bad(
+        _section("kubelet", "featureGates", {"CPUManager": False}), "kubelet.featureGates.CPUManager",
+        "false: the gate is GA and locked to true in kubelet v1.30",
+    ),
+    "featureGates not a bool": Bad(_section("kubelet", "featureGates", {"NodeSwap": "true"}), "kubelet.featureGates.NodeSwap", "(got 'true')"),
+    "serializeImagePulls not a bool": Bad(_section("kubelet", "serializeImagePulls", "false"), "kubelet.serializeImagePulls", "(got 'false')"),
+    "serializeImagePulls true with maxParallelImagePulls 4": Bad(
+        lambda raw: raw["kubelet"].update(serializeImagePulls=True, config={"maxParallelImagePulls": 4}),
+        "kubelet.config.maxParallelImagePulls", "4: the kubelet refuses more than 1 with kubelet.serializeImagePulls: true",
+    ),
+    "cpuManagerPolicy Static (the CPU manager's is lowercase)": Bad(
+        _section("kubelet", "cpuManagerPolicy", "Static"), "kubelet.cpuManagerPolicy", "(got 'Static')"
+    ),
+    "cpuManagerPolicy static without a CPU reservation": Bad(
+        lambda raw: (raw["kubelet"].__setitem__("cpuManagerPolicy", "static"),
+                     raw["reservations"].update(systemReserved={"memory": "256Mi"}, kubeReserved={"memory": "1024Mi"})),
+        "kubelet.cpuManagerPolicy",
+        "'static' needs a CPU reservation, and nodes[0] (k8s-master), nodes[1] (k8s-node1), nodes[2] (k8s-node2) reserve none",
+    ),
+    "memoryManagerPolicy static (the memory manager's is capitalised)": Bad(
+        _section("kubelet", "memoryManagerPolicy", "static"), "kubelet.memoryManagerPolicy", "(got 'static')"
+    ),
+    "memoryManagerPolicy Static with a percentage memory threshold": Bad(
+        lambda raw: (raw["kubelet"].__setitem__("memoryManagerPolicy", "Static"),
+                     raw["reservations"].__setitem__("evictionHard", {"memory.available": "5%"})),
+        "kubelet.memoryManagerPolicy", "evictionHard memory.available is '5%'",
+    ),
+    "reservedMemory not adding up": Bad(
+        lambda raw: (raw["kubelet"].__setitem__("memoryManagerPolicy", "Static"),
+                     raw["reservations"].__setitem__("reservedMemory", [{"numaNode": 0, "limits": {"memory": "1Gi"}}])),
+        "reservations.reservedMemory",
+        "the entries add up to 1073741824 bytes (1024Mi) but systemReserved + kubeReserved memory + evictionHard memory.available are 1447034880 bytes (1380Mi) on nodes[0]",
+    ),
+    "a node's reservedMemory not adding up": Bad(
+        lambda raw: (raw["kubelet"].__setitem__("memoryManagerPolicy", "Static"),
+                     raw["nodes"][1].__setitem__("reservations", {"reservedMemory": [{"numaNode": 0, "limits": {"memory": "1Gi"}}]})),
+        "nodes[1].reservations.reservedMemory", "on nodes[1] (k8s-node1);",
+    ),
+    "reservedMemory without Static": Bad(
+        _section("reservations", "reservedMemory", [{"numaNode": 0, "limits": {"memory": "1380Mi"}}]),
+        "reservations.reservedMemory", "used only with kubelet.memoryManagerPolicy: Static",
+    ),
+    "reservedMemory hugepages": Bad(
+        _section("reservations", "reservedMemory", [{"numaNode": 0, "limits": {"hugepages-2Mi": "2Mi"}}]),
+        "reservations.reservedMemory[0].limits", "'hugepages-2Mi': only memory can be reserved here",
+    ),
+    "reservedMemory NUMA node twice": Bad(
+        _section("reservations", "reservedMemory", [{"numaNode": 0, "limits": {"memory": "1Gi"}}, {"numaNode": 0, "limits": {"memory": "356Mi"}}]),
+        "reservations", "reservedMemory: NUMA node 0 is listed twice",
+    ),
+    "kubelet.config unknown field": Bad(
+        _section("kubelet", "config", {"podPidLimit": 1024}), "kubelet.config.podPidLimit",
+        "not a KubeletConfiguration (v1beta1) field of kubelet v1.30; did you mean podPidsLimit?",
+    ),
+    "kubelet.config runtimeCgroups (a flag, not a field)": Bad(
+        _section("kubelet", "config", {"runtimeCgroups": "/x.slice"}), "kubelet.config.runtimeCgroups", "not a KubeletConfiguration (v1beta1) field"
+    ),
+    "kubelet.config field of a typed setting": Bad(
+        _section("kubelet", "config", {"maxPods": 50}), "kubelet.config.maxPods",
+        "cannot be set here: the program renders it from a typed setting: use kubelet.maxPods or nodes[].maxPods",
+    ),
+    "kubelet.config evictionHard": Bad(
+        _section("kubelet", "config", {"evictionHard": {"memory.available": "1Gi"}}), "kubelet.config.evictionHard", "use reservations.evictionHard"
+    ),
+    "kubelet.config authorization": Bad(
+        _section("kubelet", "config", {"authorization": {"mode": "AlwaysAllow"}}), "kubelet.config.authorization", "use kubelet.authMode"
+    ),
+    "kubelet.config tlsCertFile": Bad(
+        _section("kubelet", "config", {"tlsCertFile": "/tmp/c.pem"}), "kubelet.config.tlsCertFile", "the node certificate the credentials step writes"
+    ),
+    "kubelet.config reservedSystemCPUs": Bad(
+        _section("kubelet", "config", {"reservedSystemCPUs": "0"}), "kubelet.config.reservedSystemCPUs", "the kubelet refuses it together with kubeReservedCgroup"
+    ),
+    "kubelet.config podCIDR": Bad(
+        _section("kubelet", "config", {"podCIDR": "10.200.0.0/16"}), "kubelet.config.podCIDR", "cannot be set here: the kubelet uses it only in standalone mode"
+    ),
+    "kubelet.config kind": Bad(_section("kubelet", "config", {"kind": "Other"}), "kubelet.config.kind", "the program writes it"),
+    "kubelet.config wrong type": Bad(_section("kubelet", "config", {"podPidsLimit": "many"}), "kubelet.config.podPidsLimit", "'many' is not a whole number (int64)"),
+    "kubelet.config int32 overflow": Bad(_section("kubelet", "config", {"port": 2**31}), "kubelet.config.port", "2147483648 is not a whole number (int32)"),
+    "kubelet.config duration": Bad(
+        _section("kubelet", "config", {"nodeStatusUpdateFrequency": "10"}), "kubelet.config.nodeStatusUpdateFrequency", "'10' is not a duration"
+    ),
+    "kubelet.config bool": Bad(_section("kubelet", "config", {"enableServer": "yes"}), "kubelet.config.enableServer", "'yes' is not true or false"),
+    "kubelet.config nested field": Bad(
+        _section("kubelet", "config", {"shutdownGracePeriodByPodPriority": [{"priority": 1, "shutdownGracePeriodSecond": 10}]}),
+        "kubelet.config.shutdownGracePeriodByPodPriority[0].shutdownGracePeriodSecond",
+        "not a field of ShutdownGracePeriodByPodPriority in kubelet v1.30; did you mean shutdownGracePeriodSeconds?",
+    ),
+    "kubelet.config evictionSoft without a grace period": Bad(
+        _section("kubelet", "config", {"evictionSoft": {"memory.available": "300Mi"}}), "kubelet.config.evictionSoft.memory.available",
+        "the kubelet refuses a soft threshold without a grace period: add kubelet.config.evictionSoftGracePeriod.memory.available",
+    ),
+    "kubelet.config evictionSoft threshold": Bad(
+        _section("kubelet", "config", {"evictionSoft": {"memory.available": "300MB"}, "evictionSoftGracePeriod": {"memory.available": "1m"}}),
+        "kubelet.config.evictionSoft.memory.available", "'300MB' is neither a quantity (100Mi) nor a percentage (10%)",
+    ),
+    "kubelet.config eviction signal": Bad(
+        _section("kubelet", "config", {"evictionMinimumReclaim": {"memory.availble": "500Mi"}}), "kubelet.config.evictionMinimumReclaim.memory.availble",
+        "not an eviction signal of the kubelet; did you mean memory.available?",
+    ),
+    "kubelet.config evictionMinimumReclaim 0%": Bad(
+        _section("kubelet", "config", {"evictionMinimumReclaim": {"memory.available": "0%"}}), "kubelet.config.evictionMinimumReclaim.memory.available",
+        "'0%': the kubelet wants a positive share",
+    ),
+    "kubelet.config logging.verbosity": Bad(
+        _section("kubelet", "config", {"logging": {"verbosity": 4}}), "kubelet.config.logging.verbosity", "use kubelet.logVerbosity"
+    ),
+    "kubelet.config for a release without a table": Bad(
+        lambda raw: (raw["kubernetes"].__setitem__("version", "v1.31.0"), raw["kubelet"].__setitem__("config", {"podPidsLimit": 1})),
+        "kubelet.config", "kubernetes.version v1.31.0: this program has the KubeletConfiguration of v1.30 only",
+    ),
 }
 FIRST_ISSUE_12_CASE = "extraArgs value with a newline"
 
@@ -797,6 +979,19 @@ def test_eviction_thresholds_the_kubelet_takes(threshold: str) -> None:
     assert _parse(raw).reservations.eviction_hard == {"memory.available": threshold}
 
 
+def test_eviction_thresholds_keep_the_kubelets_defaults_under_the_stacks_keys() -> None:
+    # The kubelet drops all its defaults when evictionHard names one key (kubernetes/kubernetes#112057):
+    # the rendered map keeps them, the stack's keys over them, "0%" switching one off.
+    raw = homelab_config()
+    raw["reservations"]["evictionHard"] = {"memory.available": "500Mi", "imagefs.inodesFree": "0%", "pid.available": "10%"}
+    assert _parse(raw).reservations.eviction_thresholds == {
+        "memory.available": "500Mi", "nodefs.available": "10%", "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%", "imagefs.inodesFree": "0%", "pid.available": "10%",
+    }
+    del raw["reservations"]["evictionHard"]
+    assert _parse(raw).reservations.eviction_thresholds["memory.available"] == "100Mi"
+
+
 def test_a_pinned_digest_allows_a_plain_http_mirror() -> None:
     raw = homelab_config()
     raw["kubernetes"].update(downloadBaseUrl="http://10.0.2.2:18080", kubeletSha256={"arm64": {"v1.30.1": "ab" * 32}})
@@ -806,11 +1001,11 @@ def test_a_pinned_digest_allows_a_plain_http_mirror() -> None:
 
 
 def test_extra_args_the_kubelet_takes_pass_verbatim() -> None:
+    # Flags that are not KubeletConfiguration fields, or configuration flags the kubelet keeps.
     raw = homelab_config()
-    args = {"max-pods": "50", "eviction-soft": "memory.available<200Mi", "feature-gates": "A=true,B=false",
-            "image-service-endpoint": "unix:///run/x.sock", "provider-id": ""}
+    args = {"provider-id": "", "vmodule": "eviction_manager=4", "log-flush-frequency": "5s",
+            "cloud-provider": "external", "lock-file": "/run/lock/kubelet.lock"}
     raw["nodes"][1]["extraArgs"] = args
-    raw["nodes"][1]["podCIDR"] = "10.200.1.0/26"  # 61 addresses: enough for max-pods 50
     assert _parse(raw).node("k8s-node1").extra_args == args
 
 
@@ -823,6 +1018,36 @@ def test_node_ip_and_rollout() -> None:
     assert settings.node("k8s-node2").node_ip is None
     assert settings.rollout.max_parallel == 1
     assert _parse(homelab_config()).rollout.max_parallel is None
+
+
+def test_max_pods_per_node_over_the_stack() -> None:
+    raw = homelab_config()
+    raw["kubelet"]["maxPods"] = 200
+    raw["nodes"][1]["maxPods"] = 50
+    raw["nodes"][1]["podCIDR"] = "10.200.1.0/26"  # 61 addresses: enough for 50 pods
+    raw["nodes"][0]["podCIDR"] = "10.200.2.0/23"  # 509 addresses: enough for 200 pods
+    raw["nodes"][2]["podCIDR"] = "10.200.4.0/23"
+    settings = _parse(raw)
+    assert [node.max_pods for node in settings.nodes] == [200, 50, 200]
+    assert _parse(homelab_config()).nodes[0].pods_allowed == 110  # the kubelet's default
+
+
+def test_typed_kubelet_settings_the_kubelet_takes() -> None:
+    raw = homelab_config()
+    raw["kubelet"].update(
+        shutdownGracePeriod="60s", shutdownGracePeriodCriticalPods="20s", failSwapOn=False,
+        memorySwap={"swapBehavior": "NoSwap"}, imageGCHighThresholdPercent=90, imageMinimumGCAge="1m30s",
+        containerLogMaxSize="50Mi", containerLogMaxFiles=2, featureGates={"CPUManager": True, "AllAlpha": False},
+        cpuManagerPolicy="static", memoryManagerPolicy="Static",
+        config={"port": 10251.0, "logging": {"format": "text"}, "evictionSoft": {"memory.available": "300Mi"},
+                "evictionSoftGracePeriod": {"memory.available": "0s"}, "evictionMinimumReclaim": {"nodefs.available": "5%"}},
+    )
+    raw["reservations"]["reservedMemory"] = [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                             {"numaNode": 1, "limits": {"memory": "356Mi"}}]
+    kubelet = _parse(raw).kubelet
+    assert kubelet.shutdown_grace_period_seconds() == 60
+    # A whole float from the stack's JSON goes into the file as an int (the kubelet's int32).
+    assert kubelet.config["port"] == 10251 and isinstance(kubelet.config["port"], int)
 
 
 def test_staticpodpath_of_its_own_and_systemcgroups_unset() -> None:

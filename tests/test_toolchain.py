@@ -186,3 +186,24 @@ def test_tls_plugin_serves_the_python_sdk(tmp_path: Path) -> None:
     finally:
         stack.destroy()
         stack.workspace.remove_stack("test")
+
+
+def test_kubelet_tables_are_what_the_kubelet_sources_say() -> None:
+    # components/data/kubelet-<minor>.json, extracted again from the module cache scripts/toolchain
+    # fills: the program's field, flag and feature gate checks follow the real kubelet sources.
+    import importlib.util
+
+    from components.kubelet_api import DATA_DIR, known_minors
+    from tests.toolchain import REPO, cache_dir
+
+    spec = importlib.util.spec_from_file_location("kubelet_config_fields", REPO / "scripts" / "kubelet_config_fields.py")
+    assert spec is not None and spec.loader is not None
+    extractor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extractor)
+    mod = cache_dir() / "go" / "mod"
+    for minor in known_minors():
+        committed = json.loads((DATA_DIR / f"kubelet-{minor}.json").read_text())
+        version = committed["kubernetesVersion"]
+        if not (mod / "k8s.io" / f"kubernetes@{version}").is_dir():
+            pytest.fail(missing_message(f"the k8s.io/kubernetes@{version} module", f"scripts/toolchain kubelet {version}"))
+        assert extractor.extract(mod, version) == committed, minor

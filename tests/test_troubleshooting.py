@@ -192,6 +192,60 @@ JOURNAL_SKIPPING_POD_SYNC = (
     r'err="[container runtime status check may not have completed yet, PLEG is not healthy: '
     r'pleg has yet to be successful]"'
 )
+# kubelet v1.30.1's own messages (file:line from its source), with the errors its dependencies
+# wrap: k8s.io/utils inotify (cAdvisor), fsnotify, the image GC manager, the shutdown manager.
+JOURNAL_INOTIFY_CADVISOR = (
+    PREFIX
+    + r'E1125 18:00:03.301122     812 kubelet.go:1530] "Failed to start cAdvisor" err="inotify_init: too many open files"'
+)
+JOURNAL_INOTIFY_STATIC_PODS = (
+    PREFIX
+    + r'E1125 18:00:01.512207     812 file_linux.go:61] "Unable to read config path" err="unable to create inotify: '
+    r'too many open files" path="/etc/kubelet.d"'
+)
+# What `kubectl logs -f` prints when the kubelet cannot watch the log file.
+KUBECTL_LOGS_FSNOTIFY = "error: failed to create fsnotify watcher: too many open files"
+JOURNAL_IMAGE_GC = (
+    PREFIX
+    + r'E1125 18:10:01.000000     812 kubelet.go:1463] "Image garbage collection failed multiple times in a row" '
+    r'err="Failed to garbage collect required amount of images. Attempted to free 2147483648 bytes, but only found 0 '
+    r'bytes eligible to free."'
+)
+JOURNAL_IMAGE_GC_DELETE = (
+    PREFIX
+    + r'E1125 18:15:01.000000     812 kubelet.go:1463] "Image garbage collection failed multiple times in a row" '
+    r'err="wanted to free 2147483648 bytes, but freed 0 bytes space with errors in image deletion: rpc error: code = '
+    r'DeadlineExceeded desc = context deadline exceeded"'
+)
+JOURNAL_IMAGE_GC_ONCE = (
+    PREFIX
+    + r'E1125 18:00:05.000000     812 kubelet.go:1467] "Image garbage collection failed once. Stats initialization '
+    r'may not have completed yet" err="invalid capacity 0 on image filesystem"'
+)
+JOURNAL_LOGIND_DELAY = (
+    PREFIX
+    + r'E1125 18:00:02.900000     812 kubelet.go:1572] "Failed to start node shutdown manager" err="node shutdown '
+    r"manager was unable to update logind InhibitDelayMaxSec to 1m0s (ShutdownGracePeriod), current value of "
+    r'InhibitDelayMaxSec (30s) is less than requested ShutdownGracePeriod"'
+)
+# systemd-logind's journal at a shutdown (logind-dbus.c), not the kubelet's.
+LOGIND_DELAY_EXPIRED = (
+    "Nov 25 19:00:30 k8s-node1 systemd-logind[401]: Delay lock is active (UID 0/root, PID 812/kubelet) but "
+    "inhibitor timeout is reached."
+)
+JOURNAL_CPU_CHECKPOINT = (
+    PREFIX
+    + r'E1125 18:00:02.100000     812 cpu_manager.go:224] "Could not initialize checkpoint manager, please drain node '
+    r'and remove policy state file" err="could not restore state from checkpoint: configured policy \"static\" differs '
+    r"from state checkpoint policy \"none\", please drain this node and delete the CPU manager checkpoint file "
+    r'\"/var/lib/kubelet/cpu_manager_state\" before restarting Kubelet"'
+)
+JOURNAL_SYSTEM_CGROUP_STATS = (
+    PREFIX
+    + r'E1125 18:03:10.100000     812 summary_sys_containers.go:48] "Failed to get system container stats" '
+    r'err="failed to get cgroup stats for \"/systemd/system.slice\": failed to get container info for '
+    r'\"/systemd/system.slice\": unknown container \"/systemd/system.slice\"" containerName="/systemd/system.slice"'
+)
 # From the flannel pod's log (kubectl logs), not the kubelet's journal.
 FLANNEL_NO_POD_CIDR = (
     "E1125 18:05:12.345678       1 main.go:335] Error registering network: failed to acquire "
@@ -283,6 +337,16 @@ ENTRY_EXAMPLES = [
     (APISERVER_CLIENT_CERT_EXPIRED, "certificate-expired"),
     (JOURNAL_APISERVER_CERT_EXPIRED, "certificate-expired"),
     (JOURNAL_CLOCK_BEHIND, "node-clock-behind"),
+    (JOURNAL_INOTIFY_CADVISOR, "inotify-instances-exhausted"),
+    (JOURNAL_INOTIFY_STATIC_PODS, "inotify-instances-exhausted"),
+    (KUBECTL_LOGS_FSNOTIFY, "inotify-instances-exhausted"),
+    (JOURNAL_IMAGE_GC, "image-gc-failed"),
+    (JOURNAL_IMAGE_GC_DELETE, "image-gc-failed"),
+    (JOURNAL_IMAGE_GC_ONCE, "image-gc-failed-once"),
+    (JOURNAL_LOGIND_DELAY, "logind-inhibit-delay-too-short"),
+    (LOGIND_DELAY_EXPIRED, "logind-inhibit-delay-too-short"),
+    (JOURNAL_CPU_CHECKPOINT, "resource-manager-checkpoint-mismatch"),
+    (JOURNAL_SYSTEM_CGROUP_STATS, "system-container-stats-unknown"),
 ]
 
 

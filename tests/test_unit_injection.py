@@ -142,7 +142,7 @@ def expected_argv(settings: Settings, node: NodeSettings) -> list[str]:
 
 def test_every_string_setting_is_varied() -> None:
     where = {name for name, _, _ in string_settings()}
-    for setting in ("nodes[1].extraArgs.max-pods", "nodes[1].extraArgs.max-pods (key)", "nodes[1].name",
+    for setting in ("nodes[1].extraArgs.vmodule", "nodes[1].extraArgs.vmodule (key)", "nodes[1].name",
                     "nodes[1].labels.example.com/gpu (key)", "nodes[1].taints[0].value", "reservations.kubeReservedCgroup",
                     "kubernetes.apiServer", "kubelet.systemCgroups", "kubelet.staticPodPath", "ssh.user"):
         assert setting in where, sorted(where)

@@ -130,6 +130,69 @@ if [ "$(wc -l </proc/swaps)" -gt 1 ]; then
   fi
 fi
 
+# memorySwap LimitedSwap: a v1.30 kubelet gives pods swap only on cgroup v2; on v1 (and hybrid)
+# it quietly uses NoSwap (pkg/kubelet/kuberuntime/kuberuntime_container_linux.go).
+if [ "$SWAP_BEHAVIOR" = LimitedSwap ] && [ "$cgroups" != v2 ]; then
+  error "kubelet.memorySwap.swapBehavior is LimitedSwap but this node runs cgroup $cgroups: the kubelet would give pods no swap without a word; use NoSwap, or boot the node with cgroup v2 (systemd.unified_cgroup_hierarchy=1 on the kernel command line)"
+fi
+
+# Graceful shutdown: the kubelet asks logind for a delay inhibitor of shutdownGracePeriod. If
+# logind's InhibitDelayMaxSec is lower, the kubelet writes /etc/systemd/logind.conf.d/99-kubelet.conf
+# and reloads logind, but a drop-in sorting after that name still wins (systemd reads drop-ins in
+# file-name order; a name in an earlier directory hides the same name in a later one).
+# timespan_seconds TEXT: a systemd time span (30, 30s, 1min 30s, 2h) in whole seconds, or nothing.
+timespan_seconds() {
+  local text=${1//[[:space:]]/} total=0 number unit
+  [ "$text" != infinity ] || { echo 999999999; return 0; }
+  [[ "$text" =~ ^[0-9]+$ ]] && { echo "$text"; return 0; }
+  while [ -n "$text" ]; do
+    [[ "$text" =~ ^([0-9]+)(us|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d)(.*)$ ]] || return 0
+    number=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]} text=${BASH_REMATCH[3]}
+    case "$unit" in
+      us | ms) ;;
+      seconds | second | sec | s) total=$((total + number)) ;;
+      minutes | minute | min | m) total=$((total + number * 60)) ;;
+      hours | hour | hr | h) total=$((total + number * 3600)) ;;
+      *) total=$((total + number * 86400)) ;;
+    esac
+  done
+  echo "$total"
+}
+logind_cap_file="" logind_cap=""
+if [ "$SHUTDOWN_GRACE_SECONDS" -gt 0 ]; then
+  systemctl is-active --quiet systemd-logind.service 2>/dev/null ||
+    warn "kubelet.shutdownGracePeriod: systemd-logind is not running, so the kubelet cannot delay the shutdown and graceful node shutdown stays off (its journal says \"Failed to start node shutdown manager\"); start it: systemctl enable --now systemd-logind"
+  declare -A logind_dropins=()
+  for dir in "${LOGIND_CONF_DIRS[@]}"; do
+    for file in "$dir"/*.conf; do
+      [ -e "$file" ] || [ -L "$file" ] || continue
+      [ -n "${logind_dropins[${file##*/}]+set}" ] || logind_dropins[${file##*/}]=$file
+    done
+  done
+  after_kubelet=false
+  while IFS= read -r name; do
+    if [ "$name" = 99-kubelet.conf ]; then
+      after_kubelet=true # the kubelet's own drop-in, which it rewrites with the grace period
+      continue
+    fi
+    [ "$after_kubelet" = true ] || continue
+    file=${logind_dropins[$name]}
+    # An empty file or a link to /dev/null masks the drop-in of that name.
+    [ -s "$file" ] || continue
+    value=$(sed -n 's/^[[:space:]]*InhibitDelayMaxSec[[:space:]]*=[[:space:]]*//p' "$file" | tail -n 1)
+    [ -n "$value" ] || continue
+    logind_cap_file=$file logind_cap=$(timespan_seconds "$value")
+    [ -n "$logind_cap" ] || warn "kubelet.shutdownGracePeriod: cannot read InhibitDelayMaxSec=$value in $file; check that it is at least ${SHUTDOWN_GRACE_SECONDS}s"
+  done < <(printf '%s\n' 99-kubelet.conf "${!logind_dropins[@]}" | LC_ALL=C sort -u)
+  if [ -n "$logind_cap" ] && [ "$logind_cap" -lt "$SHUTDOWN_GRACE_SECONDS" ]; then
+    # A drop-in name that sorts after the capping one.
+    raise_name=zz-kubelet-shutdown.conf
+    [ "$(printf '%s\n' "$raise_name" "${logind_cap_file##*/}" | LC_ALL=C sort | tail -n 1)" = "$raise_name" ] ||
+      raise_name=${logind_cap_file##*/}.zz.conf
+    warn "kubelet.shutdownGracePeriod is ${SHUTDOWN_GRACE_SECONDS}s but $logind_cap_file caps logind's InhibitDelayMaxSec at ${logind_cap}s and sorts after the kubelet's own 99-kubelet.conf (Debian's unattended-upgrades ships such a 30s cap): the kubelet would log \"unable to update logind InhibitDelayMaxSec\" and run without graceful shutdown; raise it with a drop-in that sorts later, e.g. printf '[Login]\\nInhibitDelayMaxSec=${SHUTDOWN_GRACE_SECONDS}\\n' >/etc/systemd/logind.conf.d/$raise_name; systemctl kill -s HUP systemd-logind"
+  fi
+fi
+
 hostname=$(hostname)
 if [ "$hostname" != "$NODE_NAME" ]; then
   message="the node's hostname is '$hostname' but it is configured as '$NODE_NAME'; the kubelet registers as '$NODE_NAME' (--hostname-override) and its certificate CN follows that name"

@@ -10,6 +10,8 @@ One home for each kind of thing:
 - `types.py`: field types and validators (one value each: quantities, paths, URLs, durations);
 - `host_keys.py`: SSH host keys and OpenSSH's known_hosts;
 - `models.py`: the pydantic models, the one source of every default;
+- `kubelet_fields.py`: `kubelet.config`, `kubelet.featureGates` and `extraArgs` against the
+  kubelet release's own table (components/kubelet_api.py);
 - `parse.py`: `parse_settings` as named steps that each return their problems, and
   `resolve_host_keys`.
 
@@ -21,7 +23,6 @@ from components.settings.models import (
     DEFAULT_KNOWN_HOSTS,
     DEFAULT_KUBELET_PORT,
     DEFAULT_MAX_PODS,
-    MANAGED_FLAGS,
     KubeletSettings,
     KubernetesSettings,
     NodeConfig,
@@ -53,7 +54,6 @@ __all__ = [
     "DEFAULT_KNOWN_HOSTS",
     "DEFAULT_KUBELET_PORT",
     "DEFAULT_MAX_PODS",
-    "MANAGED_FLAGS",
     "OBJECT_KEYS",
     "PINNABLE_KEY_TYPES",
     "SECRET_KEYS",

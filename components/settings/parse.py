@@ -11,15 +11,20 @@ from __future__ import annotations
 import difflib
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from components import kubelet_flags
+from components.kubelet_api import KubeletApi, known_minors, kubelet_api, newest_api
+from components.quantities import to_millicores
 from components.settings.host_keys import PINNABLE_KEY_TYPES, known_host_keys, known_hosts_name, public_key_problem
+from components.settings.kubelet_fields import config_problems, feature_gate_problems, gate_enabled
 from components.settings.models import (
     DEFAULT_KUBELET_PORT,
+    DEFAULT_MAX_PODS,
     PERMISSIVE_READ_ONLY_PORT,
     KubeletSettings,
     KubernetesSettings,
@@ -240,9 +245,55 @@ def _node_list_problems(raw_nodes: Any) -> tuple[list[Any], list[str]]:
     return raw_nodes, []
 
 
+def _release_problems(sections: _Sections) -> tuple[_Sections, list[str]]:
+    """Step: `kubelet.config` and `kubelet.featureGates` against the table of
+    `kubernetes.version`'s kubelet, and what the kubelet refuses of the typed settings with the
+    gates it runs with. Returns the sections with `kubelet.config` as it will be rendered."""
+    kubernetes, kubelet = sections.kubernetes, sections.kubelet
+    if kubernetes is None or kubelet is None:
+        return sections, []
+    api = kubelet_api(kubernetes.minor_version)
+    if api is None:
+        given = (("kubelet.config", kubelet.config), ("kubelet.featureGates", kubelet.feature_gates))
+        used = [key for key, value in given if value]
+        return sections, [
+            f"{key}: kubernetes.version {kubernetes.version}: this program has the KubeletConfiguration of "
+            f"{', '.join(known_minors())} only (components/data/); add one with scripts/kubelet_config_fields.py, "
+            f"or leave {key} out"
+            for key in used
+        ]
+    config, problems = config_problems(api, kubelet.config)
+    problems += feature_gate_problems(api, kubelet.feature_gates)
+    if not problems:
+        problems += _gated_setting_problems(api, kubelet)
+    return replace(sections, kubelet=kubelet.model_copy(update={"config": config})), problems
+
+
+def _gated_setting_problems(api: KubeletApi, kubelet: KubeletSettings) -> list[str]:
+    gates = kubelet.feature_gates
+    problems = []
+    for key, value, gate in (
+        ("kubelet.shutdownGracePeriod", kubelet.shutdown_grace_period, "GracefulNodeShutdown"),
+        ("kubelet.memorySwap", kubelet.memory_swap, "NodeSwap"),
+    ):
+        if value is not None and not gate_enabled(api, gates, gate):
+            problems.append(
+                f"{key}: the kubelet refuses it with the feature gate {gate} off (kubelet.featureGates); "
+                f"turn {gate} on or leave {key} out"
+            )
+    parallel = kubelet.config.get("maxParallelImagePulls")
+    if isinstance(parallel, int) and parallel > 1 and kubelet.serialize_image_pulls is True:
+        problems.append(
+            f"kubelet.config.maxParallelImagePulls: {parallel}: the kubelet refuses more than 1 with "
+            "kubelet.serializeImagePulls: true; set serializeImagePulls: false"
+        )
+    return problems
+
+
 def _healthz_conflict(kubelet: KubeletSettings, node: NodeConfig, where: str) -> str | None:
     """The kubelet's healthz port is one the kubelet on `node` also binds."""
-    kubelet_ports = {int(node.extra_args.get("port", DEFAULT_KUBELET_PORT)): "the kubelet's port"}
+    port = kubelet.config.get("port", DEFAULT_KUBELET_PORT)
+    kubelet_ports = {port: "the kubelet's port" + (" (kubelet.config.port)" if "port" in kubelet.config else "")}
     if kubelet.auth_mode == "permissive":
         kubelet_ports[PERMISSIVE_READ_ONLY_PORT] = "its read-only port (authMode: permissive)"
     if kubelet.healthz_port not in kubelet_ports:
@@ -251,6 +302,73 @@ def _healthz_conflict(kubelet: KubeletSettings, node: NodeConfig, where: str) ->
         f"kubelet.healthzPort: {kubelet.healthz_port} is {kubelet_ports[kubelet.healthz_port]} on "
         f"{where} ({node.name}); the kubelet cannot bind both; use another port (default 10248)"
     )
+
+
+def _extra_args_problems(api: KubeletApi, node: NodeConfig, where: str) -> list[str]:
+    """Flags the kubelet deprecates (KubeletConfiguration flags above all) are refused."""
+    problems = []
+    for flag in node.extra_args:
+        reason = kubelet_flags.flag_refusal(flag, api)
+        if reason is not None:
+            problems.append(f"{where}.extraArgs: {flag!r} cannot be set through extraArgs: {reason}")
+    return problems
+
+
+def _resource_manager_problems(kubelet: KubeletSettings, reservations: Reservations) -> list[tuple[str, str]]:
+    """What the kubelet's CPU and memory managers refuse at start with a node's reservations
+    (pkg/kubelet/cm/cpumanager/cpu_manager.go NewManager, memorymanager/memory_manager.go
+    validateReservedMemory and policy_static.go), as (key, message) with `{nodes}` where the
+    nodes go: the same problem on several nodes is one line."""
+    problems = []
+    if kubelet.cpu_manager_policy == "static":
+        reserved = sum(
+            to_millicores(reservation.cpu)
+            for reservation in (reservations.system_reserved, reservations.kube_reserved)
+            if reservation.cpu is not None
+        )
+        if reserved == 0:
+            problems.append((
+                "kubelet.cpuManagerPolicy",
+                "'static' needs a CPU reservation, and {nodes} reserve none: the kubelet refuses to start (\"the "
+                "static policy requires systemreserved.cpu + kubereserved.cpu to be greater than zero\"); set "
+                "reservations.systemReserved.cpu or kubeReserved.cpu",
+            ))
+    listed = reservations.reserved_memory
+    if kubelet.memory_manager_policy != "Static":
+        if listed is not None:
+            problems.append((
+                "reservations.reservedMemory",
+                "set for {nodes}, but it is used only with kubelet.memoryManagerPolicy: Static; remove it",
+            ))
+        return problems
+    kept = reservations.memory_kept_from_pods()
+    if kept is None:
+        problems.append((
+            "kubelet.memoryManagerPolicy",
+            f"'Static' needs the reservations in bytes, but evictionHard memory.available is "
+            f"{reservations.eviction_thresholds['memory.available']!r} on {{nodes}}, a share of each node's memory, "
+            "while the kubelet wants reservedMemory to equal the reservations exactly; give memory.available as a "
+            "quantity (e.g. 100Mi)",
+        ))
+    elif listed is not None and sum(entry.memory for entry in listed) != kept:
+        total = sum(entry.memory for entry in listed)
+        problems.append((
+            "reservations.reservedMemory",
+            f"the entries add up to {_bytes(total)} but systemReserved + kubeReserved memory + evictionHard "
+            f"memory.available are {_bytes(kept)} on {{nodes}}; the kubelet refuses to start (\"the total amount ... "
+            "is not equal to the value ... determined by Node Allocatable feature\")",
+        ))
+    elif kept == 0:
+        problems.append((
+            "kubelet.memoryManagerPolicy",
+            "'Static' needs reserved memory, and {nodes} reserve none (no systemReserved or kubeReserved memory, "
+            "memory.available 0%); the kubelet refuses to start (\"you should specify the system reserved memory\")",
+        ))
+    return problems
+
+
+def _bytes(value: Any) -> str:
+    return f"{value} bytes ({value / 2**20:g}Mi)"
 
 
 def _node_problems(
@@ -273,6 +391,7 @@ def _node_problems(
     seen_names: dict[str, int] = {}
     seen_endpoints: dict[tuple[str, int], int] = {}
     healthz_reported = False
+    manager_problems: dict[tuple[str, str], list[str]] = {}
     for index, node, found in parsed:
         problems.extend(found)
         if node is None:
@@ -291,12 +410,17 @@ def _node_problems(
                 f"(also nodes[{seen_endpoints[endpoint]}])"
             )
         seen_endpoints.setdefault(endpoint, index)
-        if pod_addresses(node.pod_cidr) < node.max_pods:
+        max_pods = node.max_pods if node.max_pods is not None else (kubelet.max_pods if kubelet else None)
+        pods_allowed = DEFAULT_MAX_PODS if max_pods is None else max_pods
+        if pod_addresses(node.pod_cidr) < pods_allowed:
             problems.append(
                 f"{where}.podCIDR: {node.pod_cidr!r} has room for {pod_addresses(node.pod_cidr)} pods but the "
-                f"kubelet admits up to {node.max_pods} (max-pods); use a larger network (a /24 holds 253) "
-                "or lower extraArgs max-pods"
+                f"kubelet admits up to {pods_allowed} (maxPods); use a larger network (a /24 holds 253) "
+                "or lower kubelet.maxPods (nodes[].maxPods for one node)"
             )
+        if sections.kubernetes is not None:
+            api = kubelet_api(sections.kubernetes.minor_version) or newest_api()
+            problems += _extra_args_problems(api, node, where)
         conflict = None if kubelet is None or healthz_reported else _healthz_conflict(kubelet, node, where)
         if conflict is not None:
             problems.append(conflict)
@@ -316,6 +440,11 @@ def _node_problems(
         problems.extend(found)
         if node_reservations is None or kubelet is None or ssh is None:
             continue
+        for key, message in _resource_manager_problems(kubelet, node_reservations):
+            # A node's own reservations are its nodes[i].reservations; stack-wide ones are the section's.
+            if key.startswith("reservations.") and "reservedMemory" in node.reservations:
+                key = f"{where}.{key}"
+            manager_problems.setdefault((key, message), []).append(f"{where} ({node.name})")
         nodes.append(
             NodeSettings(
                 name=node.name,
@@ -332,8 +461,11 @@ def _node_problems(
                 host_key=node.host_key,
                 resolv_conf=node.resolv_conf or kubelet.resolv_conf,
                 reservations=node_reservations,
+                max_pods=max_pods,
             )
         )
+    for (key, message), where_all in manager_problems.items():
+        problems.append(f"{key}: " + message.format(nodes=", ".join(where_all)))
     return nodes, pod_cidrs, problems
 
 
@@ -387,11 +519,13 @@ def parse_settings(
     `configured_keys`: every key of the stack's config ("namespace:key"), to refuse unknown ones.
     """
     sections, section_problems = _section_problems(raw)
+    sections, release_problems = _release_problems(sections)
     raw_nodes, list_problems = _node_list_problems(raw.get("nodes"))
     nodes, pod_cidrs, node_problems = _node_problems(sections, raw_nodes)
     problems = [
         *unknown_key_problems(configured_keys),
         *section_problems,
+        *release_problems,
         *list_problems,
         *node_problems,
         *_cluster_problems(sections.kubernetes, pod_cidrs, raw_nodes),

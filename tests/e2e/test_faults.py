@@ -81,34 +81,35 @@ def test_preflight_refuses_each_broken_node_before_writing(stack: LabStack) -> N
 def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint_and_stops_the_rollout(converged: LabStack) -> None:
     stack = converged
     unit = "/etc/systemd/system/kubelet.service"
-    before = {node: node_ssh(node, f"sha256sum {unit}") for node in NODES}
+    files = f"{unit} /var/lib/kubelet/kubelet-config.yaml"
+    before = {node: node_ssh(node, f"sha256sum {files}") for node in NODES}
     started = {node: kubelet_start_stamp(node) for node in NODES}
     # An image service endpoint where nothing listens is fatal at start (v1.30 validates the CRI
-    # image API before it runs). Flags that override the rendered configuration, such as
-    # kube-reserved-cgroup, are refused at preview (tests/test_settings.py). The broken flag goes
-    # to every node, one node at a time (rollout.maxParallel: 1, in the stack's order): the first
-    # node, k8s-master, fails its health check and the change reaches no other node.
-    nodes = stack.config_object("nodes")
-    broken = {"image-service-endpoint": "unix:///run/homelab-kubelet-missing.sock"}
+    # image API before it runs); it is a KubeletConfiguration field, so kubelet.config sets it (a
+    # deprecated flag in nodes[].extraArgs, and flags that override the rendered configuration,
+    # such as kube-reserved-cgroup, are refused at preview: tests/test_settings.py). The broken
+    # setting goes to every node, one node at a time (rollout.maxParallel: 1, in the stack's
+    # order): the first node, k8s-master, fails its health check and the change reaches no other.
+    kubelet = stack.config_object("kubelet")
     stack.set_object("rollout", {"maxParallel": 1})
-    stack.set_object("nodes", [{**n, "extraArgs": broken} for n in nodes])
+    stack.set("kubelet.config.imageServiceEndpoint", "unix:///run/homelab-kubelet-missing.sock")
     try:
         message = failed_up(stack)
         ran = stack.runs[-1].ops()
         # The failed step put k8s-master back as the state still describes it: the previous unit,
         # the kubelet running again.
-        assert node_ssh("k8s-master", f"sha256sum {unit}") == before["k8s-master"]
+        assert node_ssh("k8s-master", f"sha256sum {files}") == before["k8s-master"]
         assert node_ssh("k8s-master", "systemctl is-active kubelet.service") == "active"
         # The other nodes were not touched: no step of theirs that writes started, and their
         # kubelets kept running on what they ran before.
         for node in ("k8s-node1", "k8s-node2"):
             for step in node_scripts.WRITING_STEPS:
                 assert f"{node}-{step}" not in ran, (node, step, ran)
-            assert node_ssh(node, f"sha256sum {unit}") == before[node]
-            assert "homelab-kubelet-missing" not in node_ssh(node, f"cat {unit}")
+            assert node_ssh(node, f"sha256sum {files}") == before[node]
+            assert "homelab-kubelet-missing" not in node_ssh(node, f"cat {files}")
             assert kubelet_start_stamp(node) == started[node], node
     finally:
-        stack.set_object("nodes", nodes)
+        stack.set_object("kubelet", kubelet)
         stack.set_object("rollout", {})
     assert f"k8s-master-{node_scripts.CONFIGURE_AND_START}" in ran
     assert "ERROR [k8s-master]: kubelet" in message
@@ -116,7 +117,7 @@ def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint_and_stops_
     assert "validate CRI v1 image API" in message
     assert "hint: Container runtime socket missing" in message
     assert "rolled back: put back the" in message
-    # Node and state agree again, so with the flag gone there is nothing to do (the rollout setting
+    # Node and state agree again, so with the field gone there is nothing to do (the rollout setting
     # changes only the order of the steps, not what they run).
     assert stack.up().changed() == {}
     for node in NODES:
