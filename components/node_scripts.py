@@ -42,6 +42,9 @@ CONTROL_PLANE_DIRS = ("/etc/systemd/system", "/etc/kubernetes/manifests")
 # Tasks an enforced pid reservation must leave free in its slice: sshd, the steps and containerd fork.
 PID_HEADROOM = 100
 JOURNAL_LINES = 40
+# How long the post-start check waits for a node the API server does not know yet (a kubelet
+# registers within seconds of starting; check-registration.sh only ever warns).
+REGISTRATION_WAIT_SECONDS = 30
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -299,7 +302,8 @@ class Hint:
 
 
 def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> Step:
-    """Write the configuration from the stdin bundle, then (re)start the kubelet and check it.
+    """Write the configuration from the stdin bundle, then (re)start the kubelet and check it,
+    then report whether the node registered with the API server (a warning when it did not).
 
     One step, like a Kubespray handler: it runs when the configuration (its stdin) or what the
     kubelet runs on (`configure_note`) changed, and restarts the kubelet only when a file in
@@ -324,6 +328,12 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
         "JOURNAL_LINES": JOURNAL_LINES,
         "HINT_PATTERNS": [hint.pattern for hint in hints],
         "HINT_TEXTS": [hint.text for hint in hints],
+        # check-registration.sh: the node's own credentials against the API server.
+        "API_SERVER": settings.kubernetes.api_server,
+        "CA_CERT": paths.CA_CERT,
+        "NODE_CERT": paths.node_cert(node.name),
+        "NODE_KEY": paths.node_key(node.name),
+        "REGISTRATION_WAIT": REGISTRATION_WAIT_SECONDS,
     }
     removal: dict[str, Value] = {
         "FILES": configure_file_paths(settings, node),
@@ -333,7 +343,8 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
     }
     return render_step(
-        CONFIGURE_AND_START, node, variables, ["rollback.sh", "configure.sh", "start-kubelet.sh"],
+        CONFIGURE_AND_START, node, variables,
+        ["rollback.sh", "configure.sh", "start-kubelet.sh", "check-registration.sh"],
         removal, ["unconfigure.sh"],
     )
 

@@ -150,7 +150,9 @@ SCRIPT_BODIES = {
     "install-kubelet.delete": ("lock.sh", "release.sh", "remove-kubelet.sh", "tidy-state.sh"),
     "credentials.create": ("lock.sh", "write-credentials.sh", "hold.sh"),
     "credentials.delete": ("lock.sh", "release.sh", "remove-files.sh", "tidy-state.sh"),
-    "configure-and-start.create": ("lock.sh", "rollback.sh", "configure.sh", "start-kubelet.sh", "hold.sh"),
+    "configure-and-start.create": (
+        "lock.sh", "rollback.sh", "configure.sh", "start-kubelet.sh", "check-registration.sh", "hold.sh",
+    ),
     "configure-and-start.delete": ("lock.sh", "release.sh", "unconfigure.sh", "tidy-state.sh"),
 }
 

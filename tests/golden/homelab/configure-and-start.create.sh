@@ -51,6 +51,11 @@ HINT_TEXTS=('hint: Reserved cgroup (kube.slice / system.slice) does not exist
     fix: Install the cluster'"'"'s CNI (e.g. the flannel DaemonSet, which needs each node'"'"'s spec.podCIDR: see "pod cidr not assigned"), or put a bridge/host-local config in /etc/cni/net.d and the reference plugins in /opt/cni/bin. containerd reads those directories from `conf_dir` / `bin_dir` of the CRI plugin'"'"'s cni section in /etc/containerd/config.toml; restart containerd if the node does not turn Ready.' 'hint: Kubelet config file has a field the kubelet ignores (strict decoding, unknown field)
     cause: /var/lib/kubelet/kubelet-config.yaml contains a key that KubeletConfiguration v1beta1 does not have: a typo, or a flag-only setting such as `runtimeCgroups` from the runbook. The kubelet decodes the file leniently, ignores the key and carries on, so that setting has no effect. If "failed lenient decoding" follows, the file is invalid and the kubelet exits.
     fix: Remove the key named in the line. This program passes runtimeCgroups as the `--runtime-cgroups` flag in /etc/systemd/system/kubelet.service instead; check other keys against the KubeletConfiguration (v1beta1) reference.')
+API_SERVER=https://k8s-master:6443
+CA_CERT=/var/lib/kubernetes/ca.pem
+NODE_CERT=/var/lib/kubelet/k8s-node1.pem
+NODE_KEY=/var/lib/kubelet/k8s-node1-key.pem
+REGISTRATION_WAIT=30
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
 # Shared functions of every node script. Rendered scripts start with `set -euo pipefail` and
 # the step's variables (NODE_NAME, ...), then this file, then the step itself, and end with
@@ -610,6 +615,50 @@ else
 fi
 write_state "$KUBELET_RECORD" "$fingerprint"
 echo "$report"
+# After start-kubelet.sh: has the node registered with the API server? Asked with the node's own
+# certificate (the identity the kubelet registers with, which the Node authorizer lets read its
+# own Node): GET /api/v1/nodes/<name>. Only ever a report, never a failure: a lab without a
+# control plane, or a homelab whose API server is down, still converges, and the kubelet keeps
+# trying to register on its own. Every command here is guarded: this part must not end the run.
+
+# Prints curl's error line (if any) and, last, "HTTP <code>" (000 when nothing answered).
+registration_answer() {
+  curl -sS --connect-timeout 5 --max-time 10 --cacert "$CA_CERT" --cert "$NODE_CERT" --key "$NODE_KEY" \
+    -o /dev/null -w '\nHTTP %{http_code}\n' "$API_SERVER/api/v1/nodes/$NODE_NAME" 2>&1 || true
+}
+registration_warning() { printf 'WARNING [%s]: %s\n' "$NODE_NAME" "$*" >&2 || true; }
+
+registration_waited=0
+while :; do
+  answer=$(registration_answer)
+  code=$(sed -n 's/^HTTP \([0-9][0-9][0-9]\)$/\1/p' <<<"$answer" | tail -n 1)
+  # A kubelet registers within seconds of its start; give a fresh one a little longer.
+  if [ "$code" != 404 ] || [ "$registration_waited" -ge "$REGISTRATION_WAIT" ]; then
+    break
+  fi
+  sleep 2
+  registration_waited=$((registration_waited + 2))
+done
+curl_error=$(grep -m1 '^curl: (' <<<"$answer" || true)
+case "${code:-000}" in
+  200) log "registered: the API server $API_SERVER has node $NODE_NAME" ;;
+  404) registration_warning "node $NODE_NAME is not registered with the API server $API_SERVER" \
+    "(not found after ${registration_waited}s); the kubelet keeps trying: see journalctl -u kubelet" ;;
+  401) registration_warning "the API server $API_SERVER refuses the node's certificate (401 Unauthorized):" \
+    "its --client-ca-file must hold the stack's CA (import the cluster's CA: pki.importCa)" ;;
+  403) registration_warning "the API server $API_SERVER forbids node $NODE_NAME to read its own Node (403):" \
+    "run it with --authorization-mode=Node,RBAC" ;;
+  000)
+    case "$curl_error" in
+      "curl: (60)"*) registration_warning "the API server $API_SERVER has a certificate that the stack's CA" \
+        "did not sign, so the kubelet does not trust it either (x509: certificate signed by unknown" \
+        "authority): import the cluster's CA (pki.importCa) ($curl_error)" ;;
+      *) registration_warning "node $NODE_NAME is not registered: no API server answers at $API_SERVER" \
+        "(${curl_error:-no answer}); the kubelet registers once one does" ;;
+    esac
+    ;;
+  *) registration_warning "the API server $API_SERVER answered HTTP $code for node $NODE_NAME" ;;
+esac
 # The create or update succeeded: this resource holds the step on the node (see release.sh).
 hold_step "$MODE"
 # The run reached its end: a success (lib.sh, run_exit_hooks).

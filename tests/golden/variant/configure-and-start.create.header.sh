@@ -51,4 +51,9 @@ HINT_TEXTS=('hint: Reserved cgroup (kube.slice / system.slice) does not exist
     fix: Install the cluster'"'"'s CNI (e.g. the flannel DaemonSet, which needs each node'"'"'s spec.podCIDR: see "pod cidr not assigned"), or put a bridge/host-local config in /etc/cni/net.d and the reference plugins in /opt/cni/bin. containerd reads those directories from `conf_dir` / `bin_dir` of the CRI plugin'"'"'s cni section in /etc/containerd/config.toml; restart containerd if the node does not turn Ready.' 'hint: Kubelet config file has a field the kubelet ignores (strict decoding, unknown field)
     cause: /var/lib/kubelet/kubelet-config.yaml contains a key that KubeletConfiguration v1beta1 does not have: a typo, or a flag-only setting such as `runtimeCgroups` from the runbook. The kubelet decodes the file leniently, ignores the key and carries on, so that setting has no effect. If "failed lenient decoding" follows, the file is invalid and the kubelet exits.
     fix: Remove the key named in the line. This program passes runtimeCgroups as the `--runtime-cgroups` flag in /etc/systemd/system/kubelet.service instead; check other keys against the KubeletConfiguration (v1beta1) reference.')
+API_SERVER=https://k8s-master:6443
+CA_CERT=/var/lib/kubernetes/ca.pem
+NODE_CERT=/var/lib/kubelet/k8s-node1.pem
+NODE_KEY=/var/lib/kubelet/k8s-node1-key.pem
+REGISTRATION_WAIT=30
 # shellcheck disable=SC2034  # some steps use only part of lib.sh
