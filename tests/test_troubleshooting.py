@@ -198,6 +198,44 @@ FLANNEL_NO_POD_CIDR = (
     'lease: node "k8s-node1" pod cidr not assigned'
 )
 
+# The API server's answers to kubectl (v1.30.1), measured against the lab's control plane with the
+# credentials of tests/test_control_plane_host.py, which asserts these exact texts.
+MEASURED_UNKNOWN_AUTHORITY = (
+    "Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by "
+    "unknown authority"
+)
+MEASURED_UNAUTHORIZED = "error: You must be logged in to the server (Unauthorized)"
+MEASURED_NOT_FOUND = 'Error from server (NotFound): nodes "k8s-never" not found'
+# The kubelet's side of the same (journal lines; message texts from the v1.30.1 source: client-go's
+# errors, kubelet_node_status.go, pkg/kubelet/server/server.go).
+JOURNAL_UNKNOWN_AUTHORITY = (
+    PREFIX
+    + r'E1125 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Post \"https://10.0.2.2:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate '
+    r'signed by unknown authority" node="k8s-node1"'
+)
+JOURNAL_UNAUTHORIZED = (
+    PREFIX
+    + r'E1125 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Unauthorized" node="k8s-node1"'
+)
+# What kubectl shows when the kubelet refuses the API server's kubelet-client user (the RBAC of
+# README's "What the API server needs" missing); tests/e2e/test_lab_up.py asserts it in the lab.
+KUBELET_FORBIDDEN = (
+    "Error from server (Forbidden): Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, "
+    "subresource=proxy)"
+)
+JOURNAL_KUBELET_FORBIDDEN = (
+    PREFIX
+    + r'I1125 18:03:00.100200     812 server.go:325] "Forbidden" user="kube-apiserver-kubelet-client" verb="get" '
+    r'resource="nodes" subresource="proxy"'
+)
+JOURNAL_NODE_NOT_FOUND = (
+    PREFIX
+    + r'E1125 18:00:04.318730     812 kubelet_node_status.go:544] "Error updating node status, will retry" '
+    r'err="error getting node \"k8s-node1\": node \"k8s-node1\" not found"'
+)
+
 HEALTHY_JOURNAL = f"""\
 {PREFIX}I1125 18:00:01.100000     812 server.go:484] "Kubelet version" kubeletVersion="v1.30.1"
 {PREFIX}I1125 18:00:01.101000     812 server.go:486] "Golang settings" GOGC="" GOMAXPROCS="" GOTRACEBACK=""
@@ -233,6 +271,14 @@ ENTRY_EXAMPLES = [
     (JOURNAL_RUNC_CGROUP_DRIVER, "cgroup-driver-mismatch"),
     (JOURNAL_RESOLV_CONF, "resolv-conf-missing"),
     ("\n".join([JOURNAL_SKIPPING_POD_SYNC] * 12), "reserved-memory-reclaim-stall"),
+    (MEASURED_UNKNOWN_AUTHORITY, "api-server-certificate-unknown-authority"),
+    (JOURNAL_UNKNOWN_AUTHORITY, "api-server-certificate-unknown-authority"),
+    (MEASURED_UNAUTHORIZED, "api-server-rejects-node-certificate"),
+    (JOURNAL_UNAUTHORIZED, "api-server-rejects-node-certificate"),
+    (KUBELET_FORBIDDEN, "kubelet-api-forbidden"),
+    (JOURNAL_KUBELET_FORBIDDEN, "kubelet-api-forbidden"),
+    ("\n".join([MEASURED_NOT_FOUND] * 10), "node-not-registered"),
+    ("\n".join([JOURNAL_NODE_NOT_FOUND] * 12), "node-not-registered"),
 ]
 
 
@@ -243,6 +289,11 @@ def ids(text: str) -> list[str]:
 @pytest.mark.parametrize(("text", "expected_id"), ENTRY_EXAMPLES)
 def test_real_line_matches_exactly_its_entry(text: str, expected_id: str) -> None:
     assert ids(text) == [expected_id]
+
+
+def test_a_few_node_not_found_lines_at_a_start_are_not_a_registration_problem() -> None:
+    # Normal until the registration goes through; only a steady stream of them is a symptom.
+    assert ids("\n".join([JOURNAL_NODE_NOT_FOUND] * 3) + "\n" + HEALTHY_JOURNAL) == []
 
 
 def test_every_entry_has_a_real_example() -> None:
