@@ -6,10 +6,16 @@ SDK's in-process language server, with the real CLI and provider plugins, so no
 installed the official way, plain `pulumi up` does the same.
 
 Usage: venv/bin/python scripts/stack.py {preview,up,destroy} STACK [pulumi's own flags]
+       venv/bin/python scripts/stack.py config-file lab     (prints the lab stack's config file)
 Takes the flags of `pulumi up` (and preview, destroy) that matter here: --yes, --skip-preview,
 --diff, --target, --target-dependents, --replace, --exclude, --continue-on-error, --refresh,
 --parallel, --message, --expect-no-changes, --exclude-protected. An Automation API run never asks
 for confirmation, so --yes and --skip-preview change nothing.
+
+The lab stack imports the CA of the lab's control plane (`pki.importCa`), which each machine
+makes itself (lab/control_plane.py): its operations use a copy of Pulumi.lab.yaml that holds the
+CA as the secrets caCertPem and caKeyPem (`--config-file`; `config-file lab` prints its path), so
+the tracked stack file stays as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import runpy
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,12 @@ from typing import Any
 from pulumi import automation as auto
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lab import control_plane, paths  # noqa: E402  (the lab package lives in ROOT)
+
+LAB_STACK = "lab"
 
 
 def run_program() -> None:
@@ -34,7 +48,7 @@ def run_program() -> None:
 
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parse.add_argument("operation", choices=("preview", "up", "destroy"))
+    parse.add_argument("operation", choices=("preview", "up", "destroy", "config-file"))
     parse.add_argument("stack")
     parse.add_argument("--stack", "-s", dest="stack_flag", help="the stack (as pulumi's flag; must match STACK)")
     parse.add_argument("--yes", "-y", action="store_true", help="accepted; never asked anyway")
@@ -73,11 +87,32 @@ def operation_arguments(args: argparse.Namespace) -> dict[str, Any]:
             **({"continue_on_error": args.continue_on_error or None} if args.operation == "up" else {})}
 
 
+def lab_config_file(stack: auto.Stack) -> Path:
+    """A copy of Pulumi.lab.yaml (its encryption salt included) with the lab CA as the secrets
+    caCertPem and caKeyPem, set with `pulumi config set --secret` from stdin, as a homelab imports
+    its cluster's CA. Made again at every run; the tracked file is not touched."""
+    pki = control_plane.lab_pki()
+    target = paths.control_plane_dir() / paths.LAB_STACK_FILE.name
+    shutil.copyfile(paths.LAB_STACK_FILE, target)
+    for key, value in zip(("caCertPem", "caKeyPem"), pki.ca_pems(), strict=True):
+        result = subprocess.run(
+            [stack.workspace.pulumi_command.command, "config", "set", "--secret", "--stack", stack.name,
+             "--config-file", str(target), key],
+            input=value, cwd=ROOT, capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"stack.py: pulumi config set {key} for the lab stack failed: {result.stderr.strip()}")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.stack_flag not in (None, args.stack):
         raise SystemExit(f"stack.py: --stack {args.stack_flag} differs from STACK {args.stack}")
-    kwargs = {key: value for key, value in operation_arguments(args).items() if value is not None}
+    kwargs = (
+        {} if args.operation == "config-file"
+        else {key: value for key, value in operation_arguments(args).items() if value is not None}
+    )
     # The same backend as scripts/up unless one is set.
     backend = os.environ.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT}/.pulumi-state")
     if backend.startswith("file://"):  # a file backend's directory must exist, as in scripts/up
@@ -88,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         program=run_program,
         opts=auto.LocalWorkspaceOptions(work_dir=str(ROOT)),
     )
+    if args.stack == LAB_STACK:
+        kwargs["config_file"] = str(lab_config_file(stack))
+    if args.operation == "config-file":
+        if args.stack != LAB_STACK:
+            raise SystemExit("stack.py: config-file is for the lab stack only")
+        print(kwargs["config_file"])
+        return 0
     try:
         if args.operation == "preview":
             stack.preview(on_output=print, color="auto", **kwargs)
