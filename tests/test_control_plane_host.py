@@ -157,6 +157,17 @@ def test_the_controller_manager_is_healthy_and_allocates_pod_cidrs(cp: cp_mod.Co
     assert network.prefixlen == 24 and network.subnet_of(facts().cluster_cidr)  # type: ignore[arg-type]
 
 
+def test_the_controller_manager_keeps_a_pod_cidr_a_node_already_has(cp: cp_mod.ControlPlane) -> None:
+    # README: to give a node its nodes[].podCIDR, create its Node with spec.podCIDR first.
+    result = cp_mod.kubectl(cp, "create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "k8s-given"},
+        "spec": {"podCIDR": "10.200.3.0/24", "podCIDRs": ["10.200.3.0/24"]}}))
+    assert result.returncode == 0, result.stderr
+    time.sleep(3)  # the allocator has seen it (it allocated k8s-node2's range within a second)
+    node = json.loads(kubectl(cp, "get", "node", "k8s-given", "-o", "json"))
+    assert node["spec"]["podCIDRs"] == ["10.200.3.0/24"]
+
+
 def test_node_names_resolve_in_the_control_planes_namespace_only(cp: cp_mod.ControlPlane) -> None:
     inside = cp_mod.in_apiserver_namespace(cp, "getent", "hosts", "k8s-node1")
     assert inside.returncode == 0 and inside.stdout.split() == ["198.18.0.13", "k8s-node1"], inside
