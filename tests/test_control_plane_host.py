@@ -364,3 +364,46 @@ def test_stop_leaves_no_process_and_no_port(tmp_path: Path) -> None:
     assert processes_with(started.marker) == []
     assert all(cp_mod._port_free(port) for port in (ports.apiserver, ports.etcd_client, ports.controller_manager))
     assert not (tmp_path / "cp" / "etcd").exists()
+
+
+def test_the_lab_starts_keeps_and_stops_its_control_plane(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lab/api.py's part (what `lab up` and `lab up --no-control-plane` do once the VMs run),
+    with the lab's files under a temp cache and the control plane on free ports."""
+    from lab import api
+    from lab.progress import Progress
+
+    builds = lab_paths.control_plane_builds()
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path / "cache"))
+    lab_paths.lab_dir().mkdir(parents=True)
+    lab_paths.control_plane_builds().symlink_to(builds)
+    ports = cp_mod.Ports(apiserver=free_port(), etcd_client=free_port(), etcd_peer=free_port(),
+                         controller_manager=free_port())
+    monkeypatch.setattr(cp_mod, "lab_ports", lambda: ports)
+    info = api.LabInfo(cgroup="v2", accel="tcg", image="x", key_path="", known_hosts="", nodes=[], mirror_pid=0,
+                       mirror_root="")
+    lines: list[str] = []
+
+    class Recorded(Progress):
+        def __call__(self, msg: str) -> None:
+            lines.append(msg)
+
+    progress = Recorded()
+    api._control_plane(info, True, progress)
+    started = info.control_plane
+    assert started is not None and all(cp_mod.alive(started).values())
+    assert api.status() is not None and api.status().control_plane == started  # type: ignore[union-attr]
+    assert api.health(info) == {"mirror": False, "control-plane": True}
+    assert any(line.startswith("control plane: up in ") for line in lines), lines
+    assert f"admin kubeconfig {started.admin_kubeconfig}" in lines[-1]
+    # `lab up` again: kept, not restarted.
+    api._control_plane(info, True, progress)
+    assert info.control_plane == started and lines[-1].startswith("control plane already running")
+    ca = started.pki.ca_cert.read_bytes()
+    # `lab up --no-control-plane` (and `lab down`): stopped by PID, nothing left, the PKI kept.
+    api._control_plane(info, False, progress)
+    assert info.to_dict()["control_plane"] is None
+    after = api.status()
+    assert after is not None and after.control_plane is None
+    assert api.health(after) == {"mirror": False}
+    assert processes_with(started.marker) == []
+    assert started.pki.ca_cert.read_bytes() == ca == cp_mod.lab_pki().ca_cert.read_bytes()
