@@ -75,7 +75,7 @@ def api_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple
     state = ApiServer("", [200])
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             state.requests.append(self.path)
             status = state.statuses.pop(0) if len(state.statuses) > 1 else state.statuses[0]
             body = b'{"kind":"Status"}' if status != 200 else b'{"kind":"Node"}'
