@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.quantities import to_bytes, to_millicores
+from components.quantities import format_bytes, format_millicores, to_bytes, to_millicores
 from components.settings import Reservations
 
 
@@ -49,7 +49,9 @@ def reserved_memory_bytes(reservations: Reservations, memory_bytes: int) -> int:
 
 
 def allocatable(reservations: Reservations, cpus: int, memory_bytes: int) -> dict[str, Any]:
-    """Allocatable CPU and memory for a node of the given capacity, with the arithmetic shown."""
+    """Allocatable CPU and memory for a node of the given capacity, with the arithmetic shown.
+    `cpu` and `memory` are exact and written as the kubelet reports them in the Node's
+    status.allocatable (`1800m`, `606212Ki`)."""
     system, kube = reservations.system_reserved, reservations.kube_reserved
     system_cpu = to_millicores(system.cpu) if system.cpu else 0
     kube_cpu = to_millicores(kube.cpu) if kube.cpu else 0
@@ -60,9 +62,10 @@ def allocatable(reservations: Reservations, cpus: int, memory_bytes: int) -> dic
     cpu = max(0, capacity_cpu - reserved_millicores(reservations))
     memory = max(0, memory_bytes - reserved_memory_bytes(reservations, memory_bytes))
     return {
-        "cpu": f"{cpu}m",
-        "memory": _mi(memory),
+        "cpu": format_millicores(cpu),
+        "memory": format_bytes(memory),
         "cpuFormula": f"{capacity_cpu}m - {system_cpu}m - {kube_cpu}m = {cpu}m",
+        # The arithmetic in whole Mi (rounded down), for people; `memory` is the exact value.
         "memoryFormula": (
             f"{_mi(memory_bytes)} - {_mi(system_memory)} - {_mi(kube_memory)} - "
             f"{_mi(eviction_memory)} = {_mi(memory)}"

@@ -53,6 +53,9 @@ MIN_INOTIFY_INSTANCES = 8192
 LOGIND_CONF_DIRS = tuple(
     f"{base}/systemd/logind.conf.d" for base in ("/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib")
 )
+# How long the post-start check waits for a node the API server does not know yet (a kubelet
+# registers within seconds of starting; check-registration.sh only ever warns).
+REGISTRATION_WAIT_SECONDS = 30
 
 # The steps, in order: the one table of their names. Each name is the resource name suffix (so part
 # of the URN: tests/test_program.py pins them) and the holder name on the node; everything else
@@ -353,7 +356,8 @@ class Hint:
 
 
 def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[Hint]) -> Step:
-    """Write the configuration from the stdin bundle, then (re)start the kubelet and check it.
+    """Write the configuration from the stdin bundle, then (re)start the kubelet and check it,
+    then report whether the node registered with the API server (a warning when it did not).
 
     One step, like a Kubespray handler: it runs when the configuration (its stdin) or what the
     kubelet runs on (`configure_note`) changed, and restarts the kubelet only when a file in
@@ -378,6 +382,12 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
         "JOURNAL_LINES": JOURNAL_LINES,
         "HINT_PATTERNS": [hint.pattern for hint in hints],
         "HINT_TEXTS": [hint.text for hint in hints],
+        # check-registration.sh: the node's own credentials against the API server.
+        "API_SERVER": settings.kubernetes.api_server,
+        "CA_CERT": paths.CA_CERT,
+        "NODE_CERT": paths.node_cert(node.name),
+        "NODE_KEY": paths.node_key(node.name),
+        "REGISTRATION_WAIT": REGISTRATION_WAIT_SECONDS,
     }
     removal: dict[str, Value] = {
         "FILES": configure_file_paths(settings, node),
@@ -387,7 +397,8 @@ def configure_and_start(settings: Settings, node: NodeSettings, hints: Sequence[
         "CONTAINERD_CONFIG": paths.CONTAINERD_CONFIG,
     }
     return render_step(
-        CONFIGURE_AND_START, node, variables, ["rollback.sh", "configure.sh", "start-kubelet.sh"],
+        CONFIGURE_AND_START, node, variables,
+        ["rollback.sh", "configure.sh", "start-kubelet.sh", "check-registration.sh"],
         removal, ["unconfigure.sh"],
     )
 

@@ -60,6 +60,29 @@ def quantity_text(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+_BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def format_bytes(value: int) -> str:
+    """Bytes as Kubernetes prints a memory quantity (resource.Quantity, binary SI, canonical):
+    the largest binary suffix that keeps the number whole (`606212Ki`, `592Mi`, `2Gi`), plain
+    bytes when none does; below 1024 decimal (`0`, `512`). What `kubectl get node` shows."""
+    if abs(value) < 1024:
+        return "1k" if value == 1000 else str(value)
+    number, suffix = value, ""
+    for candidate in _BINARY_SUFFIXES:
+        if number % 1024:
+            break
+        number, suffix = number // 1024, candidate
+    return f"{number}{suffix}"
+
+
+def format_millicores(value: int) -> str:
+    """Millicores as Kubernetes prints a CPU quantity: whole cores without a suffix (`2`), else
+    millicores (`1800m`)."""
+    return str(value // 1000) if value % 1000 == 0 else f"{value}m"
+
+
 def cpu_shares(millicores: int) -> int:
     """cgroup v1 cpu.shares the kubelet writes for a CPU reservation (MilliCPUToShares)."""
     return max(2, millicores * 1024 // 1000)

@@ -1,7 +1,7 @@
 """Python API of the lab, for the tests (and the end-to-end tests of the Pulumi program).
 
     from lab import api
-    info = api.up(cgroup="v2")        # boots (or reuses) the three VMs and the mirror
+    info = api.up(cgroup="v2")        # boots (or reuses) the three VMs, the mirror and the control plane
     api.ssh("k8s-node1", "systemctl is-active containerd", user="kube")
     info.node("k8s-node1").port        # 2222
     info.node("k8s-node1").host_keys   # ["ssh-ed25519 AAAA...", ...] read from its serial console
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from components.settings.host_keys import ssh_strings
+from lab import control_plane as control_plane_mod
 from lab import image as image_mod
 from lab import mirror, paths, proc, vm
 from lab.progress import Progress
@@ -52,6 +53,8 @@ class Node:
     host_keys: list[str] = field(default_factory=list)
     machine_id: str = ""
     boot_seconds: float | None = None
+    #: The host address qemu forwards to the VM's kubelet port ("" for a VM booted without it).
+    kubelet_address: str = ""
 
     @property
     def marker(self) -> str:
@@ -84,6 +87,8 @@ class LabInfo:
     started_at: float = 0.0
     boot_seconds: float | None = None
     version: int = STATE_VERSION
+    #: The control plane `up` started (lab/control_plane.py), or None.
+    control_plane: control_plane_mod.ControlPlane | None = None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -99,6 +104,8 @@ class LabInfo:
         d = dict(d)
         d["nodes"] = [Node(**n) for n in d["nodes"]]
         d["users"] = tuple(d.get("users", ("root", "kube")))
+        cp = d.get("control_plane")
+        d["control_plane"] = control_plane_mod.ControlPlane.from_dict(cp) if cp else None
         return cls(**d)
 
 
@@ -234,6 +241,8 @@ def _stop(info: LabInfo | None, progress: Progress) -> None:
     _close_ssh_masters()
     if info is None:
         return
+    if info.control_plane is not None:
+        control_plane_mod.stop(info.control_plane, progress)
     for n in info.nodes:
         if proc.stop(n.pid, n.marker):
             progress(f"stopped {n.name} (pid {n.pid})")
@@ -243,9 +252,11 @@ def _stop(info: LabInfo | None, progress: Progress) -> None:
         Path(n.overlay).unlink(missing_ok=True)
 
 
-def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo:
+def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600, control_plane: bool = True) -> LabInfo:
     """Brings the lab up in the given cgroup mode (``v1`` or ``v2``); a no-op when it already runs
-    in that mode, a restart when it runs in the other. Returns the lab's facts."""
+    in that mode, a restart when it runs in the other. With `control_plane` (the default) the
+    control plane runs too, started after the VMs (and once per boot: a running one is kept);
+    without it, a running one is stopped, so the lab has no API server. Returns the lab's facts."""
     if cgroup not in paths.CGROUP_MODES:
         raise ValueError(f"cgroup must be one of {paths.CGROUP_MODES}, not {cgroup!r}")
     progress = Progress(quiet)
@@ -256,9 +267,12 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo
                 progress("lab runs an older image; restarting it")
             elif state.cgroup != cgroup:
                 progress(f"lab is up in cgroup {state.cgroup} mode; restarting it in {cgroup}")
+            elif not all(n.kubelet_address for n in state.nodes):
+                progress("lab VMs run without the kubelet port forwards (an older lab); restarting them")
             elif all(ssh(n.name, "true", timeout=60).returncode == 0 for n in state.nodes):
                 mirror.sync(log=progress)
-                progress(f"lab already up (cgroup {cgroup}); nothing to do")
+                _control_plane(state, control_plane, progress)
+                progress(f"lab already up (cgroup {cgroup}); nothing else to do")
                 return state
             else:
                 progress("lab is up but a node does not answer SSH; restarting it")
@@ -266,7 +280,37 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600) -> LabInfo
             progress("lab is partly down; stopping what is left and starting again")
         _stop(state, progress)
         paths.state_path().unlink(missing_ok=True)
-        return _boot(cgroup, progress, timeout)
+        info = _boot(cgroup, progress, timeout)
+        _control_plane(info, control_plane, progress)
+        return info
+
+
+def _control_plane(info: LabInfo, wanted: bool, progress: Progress) -> None:
+    """Starts the control plane unless it runs (or stops it when not `wanted`); saves the state."""
+    cp = info.control_plane
+    if cp is not None and wanted and all(control_plane_mod.alive(cp).values()):
+        progress(f"control plane already running ({cp.url}); admin kubeconfig {cp.admin_kubeconfig}")
+        return
+    if cp is not None:
+        if wanted:
+            progress("control plane partly down; starting it again")
+        control_plane_mod.stop(cp, progress)
+        info.control_plane = None
+        _save_state(info)
+    if not wanted:
+        return
+
+    def record(started: control_plane_mod.ControlPlane) -> None:
+        info.control_plane = started
+        _save_state(info)
+
+    try:
+        control_plane_mod.start(paths.control_plane_dir(), control_plane_mod.lab_ports(), progress=progress,
+                                record=record)
+    except control_plane_mod.ControlPlaneError as error:
+        info.control_plane = None
+        _save_state(info)
+        raise LabError(f"control plane: {error}") from None
 
 
 def _boot(cgroup: str, progress: Progress, timeout: float) -> LabInfo:
@@ -286,17 +330,22 @@ def _boot(cgroup: str, progress: Progress, timeout: float) -> LabInfo:
     t_boot = progress.elapsed()
     try:
         for name, port in paths.NODES:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    raise LabError(f"port 127.0.0.1:{port} for {name} is already in use by something else")
+            kubelet_address = paths.kubelet_forward_address(name)
+            for address, p in (("127.0.0.1", port), (kubelet_address, paths.KUBELET_PORT)):
+                with socket.socket() as s:
+                    if s.connect_ex((address, p)) == 0:
+                        raise LabError(f"port {address}:{p} for {name} is already in use by something else")
             overlay, console = rd / f"{name}.qcow2", rd / f"{name}.console.log"
             console.unlink(missing_ok=True)
             (rd / f"{name}.qemu.log").unlink(missing_ok=True)
             vm.make_overlay(img, overlay)
-            a = vm.argv(name, image=img, overlay=overlay, console=console, cgroup=cgroup, accel=accel, ssh_port=port)
+            a = vm.argv(name, image=img, overlay=overlay, console=console, cgroup=cgroup, accel=accel, ssh_port=port,
+                        kubelet_address=kubelet_address)
             pid = proc.spawn(a, rd / f"{name}.qemu.log")
-            nodes.append(Node(name=name, port=port, pid=pid, console_log=str(console), overlay=str(overlay)))
-            progress(f"{name}: qemu started (pid {pid}, {accel}, cgroup {cgroup}, ssh 127.0.0.1:{port})")
+            nodes.append(Node(name=name, port=port, pid=pid, console_log=str(console), overlay=str(overlay),
+                              kubelet_address=kubelet_address))
+            progress(f"{name}: qemu started (pid {pid}, {accel}, cgroup {cgroup}, ssh 127.0.0.1:{port}, "
+                     f"kubelet {kubelet_address}:{paths.KUBELET_PORT})")
         info = LabInfo(
             cgroup=cgroup, accel=accel, image=img.recipe_hash, key_path=str(paths.key_path()),
             known_hosts=str(paths.known_hosts_path()), nodes=nodes, mirror_pid=mirror_pid,
@@ -350,7 +399,7 @@ def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float
 
 
 def down(quiet: bool = False) -> None:
-    """Stops the VMs and the mirror server that ``up`` started (by recorded PID)."""
+    """Stops the control plane, the VMs and the mirror server that ``up`` started (by recorded PID)."""
     progress = Progress(quiet)
     with _locked():
         state = _load_state()
@@ -370,6 +419,8 @@ def status() -> LabInfo | None:
 def health(info: LabInfo) -> dict[str, bool]:
     h = {n.name: proc.is_ours(n.pid, n.marker) for n in info.nodes}
     h["mirror"] = proc.is_ours(info.mirror_pid, mirror.SERVER_MARKER)
+    if info.control_plane is not None:
+        h["control-plane"] = all(control_plane_mod.alive(info.control_plane).values())
     return h
 
 
@@ -395,6 +446,8 @@ def table(info: LabInfo) -> str:
                     f"{rss[n.name] or 0:>8}  {fp}")
     rows.append(f"mirror: {info.mirror_url_host} (guests {info.mirror_url_guest}) "
                 f"{'running' if h['mirror'] else 'stopped'}, root {info.mirror_root}")
+    rows.append("control plane: none (python -m lab up starts it)" if info.control_plane is None
+                else control_plane_mod.describe(info.control_plane))
     rows.append("users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh k8s-node1 [--user kube] [cmd]")
     rows.append(f"known_hosts: {info.known_hosts}")
     return "\n".join(rows)

@@ -1,4 +1,5 @@
-"""``python -m lab up [--cgroup v1|v2] | down | status | ssh NAME [cmd...] | image | mirror ...``"""
+"""``python -m lab up [--cgroup v1|v2] [--no-control-plane] | down | status | ssh NAME [cmd...] | kubectl ARGS...
+| ca cert|key | image | mirror ...``"""
 
 from __future__ import annotations
 
@@ -7,20 +8,27 @@ import os
 import sys
 
 from lab import api, image, mirror, paths
+from lab import control_plane as control_plane_mod
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    u = sub.add_parser("up", help="build the image if needed, boot the three VMs and the mirror")
+    u = sub.add_parser("up", help="build the image if needed, boot the three VMs, the mirror and the control plane")
     u.add_argument("--cgroup", choices=paths.CGROUP_MODES, default="v2")
     u.add_argument("--timeout", type=float, default=600)
-    sub.add_parser("down", help="stop the VMs and the mirror server that `up` started")
+    u.add_argument("--no-control-plane", action="store_true",
+                   help="no API server: do not start the control plane (and stop a running one)")
+    sub.add_parser("down", help="stop the control plane, the VMs and the mirror server that `up` started")
     sub.add_parser("status", help="show what runs")
     s = sub.add_parser("ssh", help="ssh to a node")
     s.add_argument("--user", default="root")
     s.add_argument("name", choices=paths.NODE_NAMES)
     s.add_argument("command", nargs=argparse.REMAINDER)
+    k = sub.add_parser("kubectl", help="kubectl (the toolchain's) with the control plane's admin kubeconfig")
+    k.add_argument("args", nargs=argparse.REMAINDER)
+    c = sub.add_parser("ca", help="print the lab cluster's CA (made if missing), as the lab stack imports it")
+    c.add_argument("part", choices=["cert", "key"], help="cert: caCertPem; key: caKeyPem")
     i = sub.add_parser("image", help="build the node image (cached)")
     i.add_argument("--force", action="store_true")
     m = sub.add_parser("mirror", help="kubelet mirror helpers")
@@ -29,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if a.cmd == "up":
-            info = api.up(cgroup=a.cgroup, timeout=a.timeout)
+            info = api.up(cgroup=a.cgroup, timeout=a.timeout, control_plane=not a.no_control_plane)
             print(api.table(info))
+            if info.control_plane is not None:
+                print(f"admin kubeconfig: {info.control_plane.admin_kubeconfig}")
         elif a.cmd == "down":
             api.down()
         elif a.cmd == "status":
@@ -45,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
             if a.command:
                 argv_ += ["--", " ".join(a.command)]
             os.execvp(argv_[0], argv_)
+        elif a.cmd == "kubectl":
+            st = api.status()
+            if st is None or st.control_plane is None:
+                print("lab: error: no control plane runs (python -m lab up)", file=sys.stderr)
+                return 3
+            cp = st.control_plane
+            os.execv(str(cp.kubectl), [str(cp.kubectl), f"--kubeconfig={cp.admin_kubeconfig}", *a.args])
+        elif a.cmd == "ca":
+            cert, key = control_plane_mod.lab_pki().ca_pems()
+            sys.stdout.write(cert if a.part == "cert" else key)
         elif a.cmd == "image":
             img = image.build(force=a.force)
             print(img.dir)
@@ -57,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{paths.MIRROR_URL_GUEST}{pub.url_path}  sha256 {pub.sha256}")
             if not pubs:
                 print(f"no verified kubelet build under {paths.kubelet_builds()} (run scripts/toolchain kubelet)")
-    except (api.LabError, image.ImageError, RuntimeError, ValueError) as e:
+    except (api.LabError, image.ImageError, control_plane_mod.ControlPlaneError, RuntimeError, ValueError) as e:
         print(f"lab: error: {e}", file=sys.stderr)
         return 2
     return 0

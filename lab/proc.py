@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 
-def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> int:
+def spawn(argv: list[str], log: Path, cwd: Path | None = None, exec_argv: list[str] | None = None) -> int:
+    """Starts argv in a session of its own with its output appended to log; returns its PID.
+    `exec_argv`: the command line the process ends up running when argv is a wrapper that execs
+    it (unshare ... sh -c '... exec "$@"'), so the wait below looks for that one."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
         p = subprocess.Popen(
@@ -22,7 +25,7 @@ def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> int:
     # that is_ours() checks on it are meaningful from the start.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and p.poll() is None:
-        if cmdline(p.pid) == argv:
+        if cmdline(p.pid) == (argv if exec_argv is None else exec_argv):
             break
         time.sleep(0.02)
     return p.pid

@@ -35,11 +35,16 @@ def kernel_cmdline(name: str, cgroup: str) -> str:
 
 
 def argv(name: str, *, image: Image, overlay: Path, console: Path, cgroup: str, accel: str,
-         ssh_port: int | None) -> list[str]:
+         ssh_port: int | None, kubelet_address: str | None = None) -> list[str]:
+    """The qemu command line; `ssh_port` forwards 127.0.0.1:ssh_port to the guest's 22 and
+    `kubelet_address` (a loopback address of the host's) its port 10250 to the guest's kubelet."""
     net = ["-nic", "none"]
     if ssh_port is not None:
+        forwards = f"hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        if kubelet_address is not None:
+            forwards += f",hostfwd=tcp:{kubelet_address}:{paths.KUBELET_PORT}-:{paths.KUBELET_PORT}"
         net = [
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+            "-netdev", f"user,id=n0,{forwards}",
             "-device", "virtio-net-pci,netdev=n0,romfile=",
         ]
     return [

@@ -40,7 +40,15 @@ from components.hints import catalogue_hints
 from components.kubeconfig import render_kubeconfig
 from components.kubelet_api import kubelet_api
 from components.kubelet_config import render_crictl_config, render_kubelet_config
-from components.quantities import cpu_shares, cpu_weight, parse_quantity, to_bytes, to_millicores
+from components.quantities import (
+    cpu_shares,
+    cpu_weight,
+    format_bytes,
+    format_millicores,
+    parse_quantity,
+    to_bytes,
+    to_millicores,
+)
 from components.settings import NodeSettings, Settings, parse_settings
 from tests.stack_config import homelab_config
 
@@ -181,7 +189,9 @@ SCRIPT_BODIES = {
     "install-kubelet.delete": ("lock.sh", "release.sh", "remove-kubelet.sh", "tidy-state.sh"),
     "credentials.create": ("lock.sh", "write-credentials.sh", "hold.sh"),
     "credentials.delete": ("lock.sh", "release.sh", "remove-files.sh", "tidy-state.sh"),
-    "configure-and-start.create": ("lock.sh", "rollback.sh", "configure.sh", "start-kubelet.sh", "hold.sh"),
+    "configure-and-start.create": (
+        "lock.sh", "rollback.sh", "configure.sh", "start-kubelet.sh", "check-registration.sh", "hold.sh",
+    ),
     "configure-and-start.delete": ("lock.sh", "release.sh", "unconfigure.sh", "tidy-state.sh"),
 }
 
@@ -747,9 +757,10 @@ def test_allocatable_percentage_eviction() -> None:
     raw["reservations"]["evictionHard"] = {"memory.available": "5%"}
     settings = parse_settings(raw)
     result = allocatable(settings.reservations, 2, 4 * GI)
-    # cpu 2000 - 256 - 1024 = 720; memory 4096 - 256 - 1024 - 204.8 = 2611.2 -> 2611Mi
+    # cpu 2000 - 256 - 1024 = 720; memory 4096 - 256 - 1024 - 204.8 = 2611.2Mi, exact in bytes
     assert result["cpu"] == "720m"
-    assert result["memory"] == "2611Mi"
+    assert result["memory"] == str(4 * GI - 256 * 2**20 - 1024 * 2**20 - 4 * GI * 500 // 10000) == "2738041652"
+    assert result["memoryFormula"] == "4096Mi - 256Mi - 1024Mi - 204Mi = 2611Mi"
 
 
 def test_allocatable_uses_the_memory_threshold_the_kubelet_runs_with() -> None:
@@ -771,7 +782,32 @@ def test_allocatable_never_negative() -> None:
     settings, _ = stack("homelab")
     result = allocatable(settings.reservations, 1, GI)
     # cpu 1000 - 1280 < 0; memory 1024 - 1380 < 0
-    assert (result["cpu"], result["memory"]) == ("0m", "0Mi")
+    assert (result["cpu"], result["memory"]) == ("0", "0")  # as the kubelet writes zero
+
+
+def test_allocatable_is_written_as_the_kubelet_writes_it() -> None:
+    settings, _ = stack("homelab")
+    # MemTotal 1495044 kB (not whole Mi), 2 CPUs: the kubelet's status.allocatable then says
+    # memory 81924Ki (1495044Ki - 1380Mi) and cpu 720m.
+    result = allocatable(settings.reservations, 2, 1495044 * 1024)
+    assert (result["cpu"], result["memory"]) == ("720m", "81924Ki")
+    assert result["memoryFormula"] == "1460Mi - 256Mi - 1024Mi - 100Mi = 80Mi"
+    assert allocatable(settings.reservations, 4, 8 * GI)["memory"] == "6812Mi"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0, "0"), (512, "512"), (1000, "1k"), (1024, "1Ki"), (1536, "1536"), (1025 * 1024, "1025Ki"),
+    (6812 * 2**20, "6812Mi"), (2 * GI, "2Gi"), (2 * GI + 1024, "2097153Ki"), (2630667469, "2630667469"),
+])
+def test_format_bytes_is_kubernetes_canonical_form(value: int, text: str) -> None:
+    assert format_bytes(value) == text
+    assert to_bytes(text) == value
+
+
+@pytest.mark.parametrize(("value", "text"), [(0, "0"), (1800, "1800m"), (2000, "2"), (2500, "2500m")])
+def test_format_millicores_is_kubernetes_canonical_form(value: int, text: str) -> None:
+    assert format_millicores(value) == text
+    assert to_millicores(text) == value
 
 
 def test_allocatable_variant_override() -> None:
@@ -825,7 +861,7 @@ def test_preflight_reserves_memory_by_the_allocatable_formula() -> None:
     shell_reserved = fixed + capacity * points // 10000
     assert shell_reserved == reserved_memory_bytes(node.reservations, capacity)
     # 4096Mi - 256Mi - 1024Mi - 307.2Mi (7.5%)
-    assert allocatable(node.reservations, 4, capacity)["memory"] == "2508Mi"
+    assert allocatable(node.reservations, 4, capacity)["memory"] == str(capacity - shell_reserved) == "2630667469"
 
 
 @pytest.mark.parametrize("stack_name", STACKS)

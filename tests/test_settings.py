@@ -1138,6 +1138,8 @@ def test_the_lab_stack_reads_the_known_hosts_the_lab_writes(tmp_path: Any, monke
     raw = load_stack_config(REPO / "Pulumi.lab.yaml")
     assert raw["ssh"]["knownHostsFile"] == "~/.cache/homelab-kubelet/lab/known_hosts"
     raw["ssh"]["knownHostsFile"] = str(lab_paths.known_hosts_path())
-    settings, warnings = resolve_host_keys(parse_settings(raw))
+    # The lab stack imports the lab's CA: scripts/up, README's session and the e2e harness set its secrets.
+    settings, warnings = resolve_host_keys(parse_settings(raw, frozenset({"caCertPem", "caKeyPem"})))
     assert [node.host_key for node in settings.nodes] == [node.host_keys[0] for node in nodes]
     assert warnings == []
+    assert settings.pki.import_ca

@@ -6,22 +6,26 @@ first).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import re
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pulumi
 import pulumi_tls as tls
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.toolchain import (
     DEFAULT_KUBELET_VERSION,
     KUBELET_ARCHES,
+    control_plane_path,
     env_with_toolchain,
     kubelet_path,
     kubelet_sha256_path,
@@ -207,3 +211,109 @@ def test_kubelet_tables_are_what_the_kubelet_sources_say() -> None:
         if not (mod / "k8s.io" / f"kubernetes@{version}").is_dir():
             pytest.fail(missing_message(f"the k8s.io/kubernetes@{version} module", f"scripts/toolchain kubelet {version}"))
         assert extractor.extract(mod, version) == committed, minor
+
+
+# --- the lab's control plane (scripts/toolchain control-plane) and the imported CA -------------
+
+
+@pytest.mark.parametrize("name", ["kube-apiserver", "kube-controller-manager"])
+def test_control_plane_binaries_are_at_the_kubelets_version(name: str) -> None:
+    path = control_plane_path(name)
+    assert path.is_file(), missing_message(str(path), f"scripts/toolchain control-plane {DEFAULT_KUBELET_VERSION}")
+    assert run(str(path), "--version").strip() == f"Kubernetes {DEFAULT_KUBELET_VERSION}"
+    assert elf_machine(path) == EM_X86_64
+
+
+def test_kubectl_is_at_the_kubelets_version() -> None:
+    path = control_plane_path("kubectl")
+    assert path.is_file(), missing_message(str(path), f"scripts/toolchain control-plane {DEFAULT_KUBELET_VERSION}")
+    version = json.loads(run(str(path), "version", "--client", "-o", "json"))
+    assert version["clientVersion"]["gitVersion"] == DEFAULT_KUBELET_VERSION
+
+
+def test_tls_plugin_signs_node_certificates_with_an_imported_lab_ca(tmp_path: Path) -> None:
+    """The program's import path (pki.importCa) with the built tls plugin: ClusterPki with the
+    lab control plane's CA (ECDSA, PKCS#8 "PRIVATE KEY", as lab/control_plane.py makes it) and a
+    NodeCertificate signed by it, through the real engine."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from components.pki import ClusterPki, NodeCertificate
+    from lab import control_plane
+    from tests.test_renderers import stack as rendered_stack
+
+    pulumi_cli()
+    pki = control_plane.ensure_pki(tmp_path / "pki", control_plane.lab_facts())
+    ca_cert_pem, ca_key_pem = pki.ca_pems()
+    assert ca_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    settings, node = rendered_stack("homelab")
+
+    def program() -> None:
+        cluster = ClusterPki("cluster", settings.pki,
+                             (pulumi.Output.secret(ca_cert_pem), pulumi.Output.secret(ca_key_pem)))
+        certificate = NodeCertificate(node.name, node, settings.pki, cluster, "https://10.0.2.2:6443")
+        pulumi.export("cert", certificate.cert_pem)
+        pulumi.export("kubeconfig", certificate.kubeconfig)
+
+    state = tmp_path / "state"
+    state.mkdir()
+    env = env_with_toolchain()
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(tmp_path),
+        pulumi_home=env["PULUMI_HOME"],
+        pulumi_command=auto.PulumiCommand(root=str(toolchain_bin_dir().parent)),
+        env_vars={**env, "PULUMI_BACKEND_URL": f"file://{state}", "PULUMI_CONFIG_PASSPHRASE": "toolchain-test"},
+        project_settings=auto.ProjectSettings(
+            name="toolchain-test", runtime="python", backend=auto.ProjectBackend(url=f"file://{state}")
+        ),
+    )
+    stack = auto.create_or_select_stack(stack_name="import", project_name="toolchain-test", program=program, opts=opts)
+    try:
+        outputs = stack.up().outputs
+        cert = x509.load_pem_x509_certificate(str(outputs["cert"].value).encode())
+        ca = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+        assert cert.issuer == ca.subject
+        ca_public = ca.public_key()
+        assert isinstance(ca_public, ec.EllipticCurvePublicKey) and cert.signature_hash_algorithm is not None
+        ca_public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+        assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"system:node:{node.name}"
+        assert outputs["kubeconfig"].secret
+        assert base64.b64encode(ca_cert_pem.encode()).decode() in str(outputs["kubeconfig"].value)
+    finally:
+        stack.destroy()
+        stack.workspace.remove_stack("import")
+
+
+def test_the_lab_ca_goes_into_a_copy_of_the_lab_stack_file_as_scripts_up_does(tmp_path: Path) -> None:
+    """scripts/up's import of the lab CA: `python -m lab ca cert|key` piped into
+    `pulumi config set --secret --config-file COPY`, read back with the real CLI; the tracked
+    Pulumi.lab.yaml is not touched."""
+    from lab import control_plane
+
+    cli = pulumi_cli()
+    repo = Path(__file__).resolve().parent.parent
+    tracked = (repo / "Pulumi.lab.yaml").read_bytes()
+    env = {**env_with_toolchain(), "HOMELAB_KUBELET_CACHE": str(tmp_path / "cache"),
+           "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}", "PULUMI_CONFIG_PASSPHRASE": "homelab-kubelet-lab"}
+    (tmp_path / "state").mkdir()
+    config_file = tmp_path / "Pulumi.lab.yaml"
+    script = (
+        "set -euo pipefail\n"
+        f"pulumi stack select --create lab --cwd {repo} >/dev/null 2>&1 || pulumi stack init lab >/dev/null\n"
+        f"cp {repo}/Pulumi.lab.yaml {config_file}\n"
+        f"{sys.executable} -m lab ca cert | pulumi config set --secret --stack lab --config-file {config_file} caCertPem\n"
+        f"{sys.executable} -m lab ca key | pulumi config set --secret --stack lab --config-file {config_file} caKeyPem\n"
+    )
+    made = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert made.returncode == 0, made.stderr
+    document = yaml.safe_load(config_file.read_text())
+    for key in ("caCertPem", "caKeyPem"):
+        assert set(document["config"][f"homelab-kubelet:{key}"]) == {"secure"}, key
+    assert document["config"]["homelab-kubelet:pki"] == {"importCa": True}
+    env_pki = tmp_path / "cache" / "lab" / "run" / "control-plane" / "pki"
+    read = subprocess.run([cli, "config", "get", "caKeyPem", "--stack", "lab", "--config-file", str(config_file)],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == control_plane.Pki(env_pki).ca_key.read_text().strip()
+    assert (repo / "Pulumi.lab.yaml").read_bytes() == tracked

@@ -295,6 +295,43 @@ JOURNAL_APISERVER_NAME_MISMATCH = (
     r'err="Post \"https://192.168.1.10:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate is '
     r'valid for 10.32.0.1, 127.0.0.1, not 192.168.1.10" node="k8s-node1"'
 )
+# The API server's answers to kubectl (v1.30.1), measured against the lab's control plane with the
+# credentials of tests/test_control_plane_host.py, which asserts these exact texts.
+MEASURED_UNKNOWN_AUTHORITY = (
+    "Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by "
+    "unknown authority"
+)
+MEASURED_UNAUTHORIZED = "error: You must be logged in to the server (Unauthorized)"
+MEASURED_NOT_FOUND = 'Error from server (NotFound): nodes "k8s-never" not found'
+# The kubelet's side of the same (journal lines; message texts from the v1.30.1 source: client-go's
+# errors, kubelet_node_status.go, pkg/kubelet/server/server.go).
+JOURNAL_UNKNOWN_AUTHORITY = (
+    PREFIX
+    + r'E1125 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Post \"https://10.0.2.2:6443/api/v1/nodes\": tls: failed to verify certificate: x509: certificate '
+    r'signed by unknown authority" node="k8s-node1"'
+)
+JOURNAL_UNAUTHORIZED = (
+    PREFIX
+    + r'E1125 18:00:04.118730     812 kubelet_node_status.go:96] "Unable to register node with API server" '
+    r'err="Unauthorized" node="k8s-node1"'
+)
+# What kubectl shows when the kubelet refuses the API server's kubelet-client user (the RBAC of
+# README's "What the API server needs" missing); tests/e2e/test_lab_up.py asserts it in the lab.
+KUBELET_FORBIDDEN = (
+    "Error from server (Forbidden): Forbidden (user=kube-apiserver-kubelet-client, verb=get, resource=nodes, "
+    "subresource=proxy)"
+)
+JOURNAL_KUBELET_FORBIDDEN = (
+    PREFIX
+    + r'I1125 18:03:00.100200     812 server.go:325] "Forbidden" user="kube-apiserver-kubelet-client" verb="get" '
+    r'resource="nodes" subresource="proxy"'
+)
+JOURNAL_NODE_NOT_FOUND = (
+    PREFIX
+    + r'E1125 18:00:04.318730     812 kubelet_node_status.go:544] "Error updating node status, will retry" '
+    r'err="error getting node \"k8s-node1\": node \"k8s-node1\" not found"'
+)
 
 HEALTHY_JOURNAL = f"""\
 {PREFIX}I1125 18:00:01.100000     812 server.go:484] "Kubelet version" kubeletVersion="v1.30.1"
@@ -347,6 +384,14 @@ ENTRY_EXAMPLES = [
     (LOGIND_DELAY_EXPIRED, "logind-inhibit-delay-too-short"),
     (JOURNAL_CPU_CHECKPOINT, "resource-manager-checkpoint-mismatch"),
     (JOURNAL_SYSTEM_CGROUP_STATS, "system-container-stats-unknown"),
+    (MEASURED_UNKNOWN_AUTHORITY, "api-server-certificate-unknown-authority"),
+    (JOURNAL_UNKNOWN_AUTHORITY, "api-server-certificate-unknown-authority"),
+    (MEASURED_UNAUTHORIZED, "api-server-rejects-node-certificate"),
+    (JOURNAL_UNAUTHORIZED, "api-server-rejects-node-certificate"),
+    (KUBELET_FORBIDDEN, "kubelet-api-forbidden"),
+    (JOURNAL_KUBELET_FORBIDDEN, "kubelet-api-forbidden"),
+    ("\n".join([MEASURED_NOT_FOUND] * 10), "node-not-registered"),
+    ("\n".join([JOURNAL_NODE_NOT_FOUND] * 12), "node-not-registered"),
 ]
 
 
@@ -361,6 +406,11 @@ def test_real_line_matches_exactly_its_entry(text: str, expected_id: str) -> Non
 
 def test_the_api_server_s_own_name_mismatch_is_not_the_kubelet_s_sans() -> None:
     assert ids(JOURNAL_APISERVER_NAME_MISMATCH) == []
+
+
+def test_a_few_node_not_found_lines_at_a_start_are_not_a_registration_problem() -> None:
+    # Normal until the registration goes through; only a steady stream of them is a symptom.
+    assert ids("\n".join([JOURNAL_NODE_NOT_FOUND] * 3) + "\n" + HEALTHY_JOURNAL) == []
 
 
 def test_every_entry_has_a_real_example() -> None:

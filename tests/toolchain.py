@@ -45,6 +45,13 @@ def kubelet_path(version: str = DEFAULT_KUBELET_VERSION, arch: str = "amd64") ->
     return cache_dir() / "kubelet" / version / arch / "kubelet"
 
 
+def control_plane_path(name: str, version: str = DEFAULT_KUBELET_VERSION) -> Path:
+    """kube-apiserver, kube-controller-manager or kubectl built by `scripts/toolchain control-plane`."""
+    if not version.startswith("v"):
+        version = "v" + version
+    return cache_dir() / "control-plane" / version / "amd64" / name
+
+
 def kubelet_sha256_path(
     version: str = DEFAULT_KUBELET_VERSION, arch: str = "amd64"
 ) -> Path:

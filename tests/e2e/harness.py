@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from pulumi import automation as auto
 
 from lab import api as lab
+from lab import control_plane as lab_control_plane
 from lab import paths as lab_paths
 from tests.workspace import copy_project, project_stack
 
@@ -73,6 +75,21 @@ class LabStack:
         # Pin each VM's SSH host key: the provider then refuses any other host.
         for index, node in enumerate(info.nodes):
             self.set(f"nodes[{index}].hostKey", node.host_key("ssh-ed25519"))
+        # The lab stack imports the CA of the lab's control plane (pki.importCa), as a homelab
+        # imports its cluster's: `pulumi config set --secret caKeyPem < ca-key.pem`.
+        for key, pem in zip(("caCertPem", "caKeyPem"), lab_control_plane.lab_pki().ca_pems(), strict=True):
+            self.set_secret_from_stdin(key, pem)
+
+    def set_secret_from_stdin(self, key: str, value: str) -> None:
+        """`pulumi config set --secret KEY` with the value on stdin (never on a command line)."""
+        workspace = self.stack.workspace
+        assert isinstance(workspace, auto.LocalWorkspace)
+        result = subprocess.run(
+            [workspace.pulumi_command.command, "config", "set", "--secret", "--stack", self.stack.name, key],
+            input=value, cwd=self.project, env={**workspace.env_vars}, capture_output=True, text=True, check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"pulumi config set --secret {key}: {result.stderr}"
 
     def set(self, path: str, value: str) -> None:
         self.stack.set_config(path, auto.ConfigValue(value), path=True)
@@ -99,10 +116,11 @@ class LabStack:
     def event_log(self) -> str:
         return "\n".join(run.text() for run in self.runs)
 
-    def up(self, continue_on_error: bool = False, replace: list[str] | None = None) -> Run:
+    def up(self, continue_on_error: bool = False, replace: list[str] | None = None,
+           target: list[str] | None = None) -> Run:
         run = self._run()
-        self.stack.up(continue_on_error=continue_on_error, replace=replace, on_event=run.events.append,
-                      color="never")
+        self.stack.up(continue_on_error=continue_on_error, replace=replace, target=target,
+                      on_event=run.events.append, color="never")
         return run
 
     def resources(self) -> list[dict[str, Any]]:
@@ -111,9 +129,20 @@ class LabStack:
 
     def step_stdout(self, name: str) -> str:
         """The stdout a remote step reported, from the state (what the step said it did)."""
+        return self.step_output(name, "stdout")
+
+    def step_output(self, name: str, stream: str) -> str:
+        """A remote step's stdout or stderr, from the state."""
         matches = [r for r in self.resources() if r["type"] == COMMAND_TYPE and r["urn"].endswith(f"::{name}")]
         assert len(matches) == 1, f"{name}: {len(matches)} resources"
-        return str(matches[0].get("outputs", {}).get("stdout", ""))
+        return str(matches[0].get("outputs", {}).get(stream, ""))
+
+    def node_kubeconfigs(self) -> dict[str, str]:
+        """The `kubeconfigs` output: node name -> its kubeconfig (server https://10.0.2.2:6443)."""
+        return dict(self.stack.outputs()["kubeconfigs"].value)
+
+    def nodes_output(self) -> dict[str, Any]:
+        return dict(self.stack.outputs()["nodes"].value)
 
     def preview(self, diff: bool = False) -> tuple[Run, auto.PreviewResult]:
         run = self._run()
@@ -198,3 +227,30 @@ def reset_nodes(names: Iterable[str] = NODES) -> None:
     )
     for name in names:
         node_ssh(name, script)
+
+
+# --- the lab's control plane -------------------------------------------------------------------
+
+
+def control_plane(info: lab.LabInfo) -> lab_control_plane.ControlPlane:
+    assert info.control_plane is not None, "the lab runs without its control plane (python -m lab up)"
+    return info.control_plane
+
+
+def kubectl(cp: lab_control_plane.ControlPlane, *args: str, kubeconfig: Path | None = None,
+            input: str | None = None) -> str:
+    """kubectl with the admin kubeconfig (or `kubeconfig`); fails the test on an error."""
+    result = lab_control_plane.kubectl(cp, *args, kubeconfig=kubeconfig, input=input)
+    assert result.returncode == 0, f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+    return result.stdout
+
+
+def kubectl_json(cp: lab_control_plane.ControlPlane, *args: str, kubeconfig: Path | None = None) -> Any:
+    return json.loads(kubectl(cp, *args, "-o", "json", kubeconfig=kubeconfig))
+
+
+def forget_registered_nodes(cp: lab_control_plane.ControlPlane) -> None:
+    """Delete every Node and node Lease from the API server (after reset_nodes stopped the
+    kubelets): the next `up` registers each node anew, with the stack's labels and taints."""
+    kubectl(cp, "delete", "nodes", "--all", "--wait=true")
+    kubectl(cp, "delete", "leases", "--all", "-n", "kube-node-lease", "--wait=true")

@@ -19,6 +19,7 @@ from pulumi import automation as auto
 
 from components import node_scripts
 from lab import api as lab
+from lab import control_plane as lab_control_plane
 from tests.e2e.harness import NODES, LabStack, Run, kubelet_start_stamp, node_clock, node_ssh, reset_nodes
 from tests.toolchain import require_kubelet
 
@@ -291,20 +292,16 @@ def test_two_stacks_applying_to_one_node_at_once_take_turns(converged: LabStack,
     # No way back to the first stack's credentials is needed: the next case starts from bare nodes.
 
 
-def ca_pem(stack: LabStack) -> str:
-    for resource in stack.resources():
-        if resource["type"] == "tls:index/selfSignedCert:SelfSignedCert":
-            return str(resource["outputs"]["certPem"])
-    raise AssertionError("no CA in the state")
+def ca_pem() -> str:
+    """The stack's CA: the lab control plane's, which the lab stack imports (pki.importCa)."""
+    return lab_control_plane.lab_pki().ca_pems()[0]
 
 
 def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survives(stack: LabStack) -> None:
     """Runs last in this module: it ends with a destroy. One fresh apply serves two cases: a node
     that cannot be reached fails alone while the others converge, and hand-built files survive
     node removal and destroy."""
-    if not any(r["type"] == "tls:index/selfSignedCert:SelfSignedCert" for r in stack.resources()):
-        stack.up()
-    ca = ca_pem(stack)
+    ca = ca_pem()
     stack.fresh_nodes()
     # k8s-master as in Kubernetes the Hard Way: the cluster CA and an API server unit naming it.
     node_ssh("k8s-master", f"mkdir -p /var/lib/kubernetes && printf %s {shlex.quote(ca)} >/var/lib/kubernetes/ca.pem && "

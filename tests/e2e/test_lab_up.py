@@ -1,28 +1,52 @@
-"""End to end: `pulumi up --stack lab` for real (CLI, plugins, kubelet) on the lab VMs.
+"""End to end: `pulumi up --stack lab` for real (CLI, plugins, kubelet, API server) on the lab VMs.
 
 The tests of a module run in order against one stack per cgroup mode: fresh up, no-op
-preview and up, a stack from before the triggers were dropped, a reservation change, a version
-change, re-issued certificates, `--replace` of every step, an edit of the scripts and hints, a
-sudo user, a node removed, destroy. What pulumi-command does on a replacement (the new create,
-then the old delete with the old inputs) is what breaks nodes, so every change checks that each
-kubelet is active afterwards and was started exactly as often as what it runs on changed.
+preview and up, the nodes in the lab's real control plane (registration under their names,
+leases, capacity and allocatable, labels and taints, the Node authorizer, the kubelet API in
+secure mode through the API server, pod CIDRs), a stack from before the triggers were dropped, a
+reservation change, a version change, re-issued certificates, `--replace` of every step, an
+edit of the scripts and hints, a sudo user, a node removed, destroy. What pulumi-command does on
+a replacement (the new create, then the old delete with the old inputs) is what breaks nodes, so
+every change checks that each kubelet is active afterwards and was started exactly as often as
+what it runs on changed.
+
+The lab boots once per cgroup mode and its control plane starts once per boot (`lab.up`, shared
+with the other modules of that boot); the stack imports the control plane's CA (pki.importCa).
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import json
 import re
-from collections.abc import Iterator
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pulumi import automation as auto
 
 from components import node_scripts
-from components.quantities import to_bytes
+from components.quantities import to_bytes, to_millicores
+from components.troubleshooting import match_log
 from lab import api as lab
+from lab import control_plane as lab_control_plane
+from lab import paths as lab_paths
 from tests.e2e.harness import (
     COMMAND_TYPE,
     NODES,
     LabStack,
+    control_plane,
+    forget_registered_nodes,
+    kubectl,
+    kubectl_json,
     kubelet_start_stamp,
     kubelet_starts,
     node_clock,
@@ -34,16 +58,36 @@ from tests.toolchain import require_kubelet
 pytestmark = pytest.mark.e2e
 
 NEW_VERSION = "v1.30.2"
+T = TypeVar("T")
+
+# Labels and taints this module's stack gives the nodes (the lab stack has none of its own).
+ROLE_LABEL = "homelab-kubelet.test/role"
+DEDICATED_TAINT = {"key": "homelab-kubelet.test/dedicated", "value": "control-plane", "effect": "NoSchedule"}
+# A kubelet registers within seconds of its start; the configure step waits for it already.
+REGISTRATION_TIMEOUT = 120
+# The kubelet renews its Lease every 10 s (a quarter of leaseDurationSeconds, 40).
+LEASE_RENEW_WAIT = 15
+
+
+def with_labels_and_taints(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**node, "labels": {ROLE_LABEL: "control-plane" if node["name"] == "k8s-master" else "worker"},
+         **({"taints": [DEDICATED_TAINT]} if node["name"] == "k8s-master" else {})}
+        for node in nodes
+    ]
 
 
 @pytest.fixture(scope="module", params=["v2", "v1"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     require_kubelet("v1.30.1", "amd64")
     require_kubelet(NEW_VERSION, "amd64")
-    info = lab.up(cgroup=request.param)
+    info = lab.up(cgroup=request.param)  # the VMs, the mirror and the control plane, once per boot
     lab.mirror_sync()
     reset_nodes()
+    # Nodes registered by an earlier module of this boot go: the fresh up registers them anew.
+    forget_registered_nodes(control_plane(info))
     lab_stack = LabStack(tmp_path_factory.mktemp(f"e2e-{request.param}"), info)
+    lab_stack.set_object("nodes", with_labels_and_taints(lab_stack.config_object("nodes")))
     lab_stack.cgroup = request.param  # type: ignore[attr-defined]
     yield lab_stack
     reset_nodes()
@@ -115,6 +159,237 @@ def test_second_up_runs_nothing_and_restarts_nothing(stack: LabStack) -> None:
     run = stack.up()
     assert run.changed() == {}
     assert {node: kubelet_start_stamp(node) for node in NODES} == before
+
+
+# --- the nodes in the lab's control plane (issue 13) ------------------------------------------------
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 2) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def node_objects(stack: LabStack) -> dict[str, dict[str, Any]]:
+    items = kubectl_json(control_plane(stack.info), "get", "nodes")["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def lease_renewals(stack: LabStack) -> dict[str, tuple[str, datetime.datetime]]:
+    items = kubectl_json(control_plane(stack.info), "get", "leases", "-n", "kube-node-lease")["items"]
+    return {item["metadata"]["name"]: (item["spec"]["holderIdentity"],
+                                       datetime.datetime.fromisoformat(item["spec"]["renewTime"]))
+            for item in items}
+
+
+def host_kubeconfig(stack: LabStack, tmp_path: Path, node: str) -> Path:
+    """The node's kubeconfig from the stack's `kubeconfigs` output, pointed at the API server as
+    the host reaches it (its certificate names 127.0.0.1 as well as 10.0.2.2)."""
+    config = yaml.safe_load(stack.node_kubeconfigs()[node])
+    assert config["clusters"][0]["cluster"]["server"] == lab_paths.API_SERVER_URL
+    config["clusters"][0]["cluster"]["server"] = control_plane(stack.info).url
+    path = tmp_path / f"{node}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_every_node_registers_under_its_name_and_its_lease_renews(stack: LabStack) -> None:
+    def registered() -> dict[str, dict[str, Any]] | None:
+        found = node_objects(stack)
+        return found if set(found) == set(NODES) else None
+
+    nodes = wait_for("all nodes registered", registered, REGISTRATION_TIMEOUT)
+    assert sorted(nodes) == sorted(NODES)
+    for name, node in nodes.items():
+        addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+        assert addresses["Hostname"] == name, addresses
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == stack.config_object("kubernetes")["version"]
+        # The configure step's own report, with the node's credentials (item 7 of the issue).
+        report = stack.step_output(f"{name}-{node_scripts.CONFIGURE_AND_START}", "stderr")
+        assert f"[{name}] registered: the API server {lab_paths.API_SERVER_URL} has node {name}" in report, report
+        assert "WARNING" not in report, report
+    def leases() -> dict[str, tuple[str, datetime.datetime]] | None:
+        found = lease_renewals(stack)
+        return found if set(found) >= set(NODES) else None
+
+    first = wait_for("a lease per node", leases, 60)
+    time.sleep(LEASE_RENEW_WAIT)
+    second = lease_renewals(stack)
+    for name in NODES:
+        assert first[name][0] == second[name][0] == name
+        assert second[name][1] > first[name][1], (name, first[name], second[name])
+
+
+def test_capacity_is_the_preflight_facts_and_allocatable_the_nodes_output_exactly(stack: LabStack) -> None:
+    summaries = stack.nodes_output()
+    for name, node in node_objects(stack).items():
+        facts, table = summaries[name]["facts"], summaries[name]["allocatable"]
+        capacity, allocatable = node["status"]["capacity"], node["status"]["allocatable"]
+        assert to_millicores(capacity["cpu"]) == 1000 * int(facts["cpus"]), (name, capacity)
+        assert to_bytes(capacity["memory"]) == int(facts["memoryBytes"]), (name, capacity)
+        # capacity - systemReserved - kubeReserved - evictionHard, as the kubelet writes it
+        assert (allocatable["cpu"], allocatable["memory"]) == (table["cpu"], table["memory"]), (name, allocatable)
+
+
+def test_the_stacks_labels_and_taints_are_on_the_nodes(stack: LabStack) -> None:
+    configured = {node["name"]: node for node in stack.config_object("nodes")}
+    for name, node in node_objects(stack).items():
+        labels = node["metadata"]["labels"]
+        for key, value in configured[name]["labels"].items():
+            assert labels.get(key) == value, (name, key, labels)
+        assert labels["kubernetes.io/hostname"] == name
+        taints = [{k: t[k] for k in ("key", "value", "effect") if k in t} for t in node["spec"].get("taints", [])]
+        for taint in configured[name].get("taints", []):
+            assert taint in taints, (name, taints)
+        if name != "k8s-master":
+            assert DEDICATED_TAINT not in taints
+
+
+def test_every_node_gets_a_pod_cidr_from_the_controller_manager(stack: LabStack) -> None:
+    facts = lab_control_plane.lab_facts()
+    def allocated() -> dict[str, str] | None:
+        found = {name: node["spec"].get("podCIDR", "") for name, node in node_objects(stack).items()}
+        return found if len(found) == len(NODES) and all(found.values()) else None
+
+    cidrs = wait_for("spec.podCIDR on every node", allocated, 60)
+    networks = {name: ipaddress.ip_network(cidr) for name, cidr in cidrs.items()}
+    for name, network in networks.items():
+        assert network.prefixlen == facts.node_cidr_mask_size and network.subnet_of(facts.cluster_cidr), (name, network)  # type: ignore[arg-type]
+    assert len(set(networks.values())) == len(NODES)
+    # The kubelet's podCIDR setting (nodes[].podCIDR) is only its standalone value: the Node's
+    # spec.podCIDR is what the control plane allocated, in registration order (README).
+    for name in NODES:
+        assert node_ssh(name, "grep '^podCIDR:' /var/lib/kubelet/kubelet-config.yaml") == (
+            f"podCIDR: {lab_paths.POD_CIDRS[name]}")
+
+
+def _go_duration_seconds(text: str) -> float | None:
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+    if not text or match is None:
+        return None
+    hours, minutes, seconds = (float(group) if group else 0.0 for group in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def differences(rendered: Any, running: Any, path: str = "") -> list[str]:
+    """What of `rendered` (kubelet-config.yaml) `running` (the kubelet's configz) does not carry:
+    equal values, durations equal in seconds (`2m` is `2m0s`); a zero value may be left out
+    (the v1beta1 JSON omits empty fields)."""
+    if isinstance(rendered, dict):
+        problems = []
+        for key, value in rendered.items():
+            if key in ("kind", "apiVersion"):
+                continue
+            if not isinstance(running, dict) or key not in running:
+                if value not in (0, "", [], {}, None):
+                    problems.append(f"{path}{key}: not in the running config")
+                continue
+            problems += differences(value, running[key], f"{path}{key}.")
+        return problems
+    if isinstance(rendered, list):
+        if not isinstance(running, list) or len(rendered) != len(running):
+            return [f"{path}: rendered {rendered!r}, running {running!r}"]
+        return [p for index, (a, b) in enumerate(zip(rendered, running, strict=True))
+                for p in differences(a, b, f"{path}[{index}].")]
+    if rendered == running:
+        return []
+    if isinstance(rendered, str) and isinstance(running, str):
+        a, b = _go_duration_seconds(rendered), _go_duration_seconds(running)
+        if a is not None and a == b:
+            return []
+    return [f"{path.rstrip('.')}: rendered {rendered!r}, running {running!r}"]
+
+
+def test_configz_through_the_api_server_carries_every_rendered_setting(stack: LabStack) -> None:
+    cp = control_plane(stack.info)
+    for name in NODES:
+        running = json.loads(kubectl(cp, "get", "--raw", f"/api/v1/nodes/{name}/proxy/configz"))["kubeletconfig"]
+        rendered = yaml.safe_load(node_ssh(name, "cat /var/lib/kubelet/kubelet-config.yaml"))
+        for key in ("systemReserved", "kubeReserved", "evictionHard", "enforceNodeAllocatable", "cgroupDriver",
+                    "authentication", "authorization"):
+            assert key in rendered and key in running, (name, key)
+        assert differences(rendered, running) == [], name
+        assert running["authentication"]["anonymous"]["enabled"] is False
+        assert running["authorization"]["mode"] == "Webhook"
+
+
+def _kubelet_get(name: str, path: str, client: tuple[Path, Path] | None = None) -> tuple[int, str]:
+    """GET https://<node>:10250<path> from the host through the node's forward, verifying the
+    kubelet's serving certificate with the lab CA under the node's name."""
+    context = ssl.create_default_context(cafile=str(lab_control_plane.lab_pki().ca_cert))
+    if client is not None:
+        context.load_cert_chain(str(client[0]), str(client[1]))
+    with socket.create_connection((lab_paths.kubelet_forward_address(name), lab_paths.KUBELET_PORT), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}:10250\r\nConnection: close\r\n\r\n".encode())
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    head, _, body = response.decode(errors="replace").partition("\r\n\r\n")
+    return int(head.split()[1]), body.strip()
+
+
+def test_the_kubelet_api_refuses_anonymous_and_unauthorized_clients(stack: LabStack, tmp_path: Path) -> None:
+    pki = lab_control_plane.lab_pki()
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    cert_pem, key_pem = lab_control_plane.issue(ca, ca_key, lab_control_plane.Identity(  # type: ignore[arg-type]
+        "e2e-no-rbac", "lab-e2e-no-rbac"))
+    client = (tmp_path / "client.pem", tmp_path / "client-key.pem")
+    client[0].write_bytes(cert_pem)
+    client[1].write_bytes(key_pem)
+    for name in NODES:
+        assert _kubelet_get(name, "/configz") == (401, "Unauthorized"), name
+        status, body = _kubelet_get(name, "/configz", client)
+        assert (status, body) == (
+            403, "Forbidden (user=lab-e2e-no-rbac, verb=get, resource=nodes, subresource=proxy)"), name
+        assert [m.entry.id for m in match_log(body)] == ["kubelet-api-forbidden"]
+
+
+def test_the_node_authorizer_refuses_a_node_another_nodes_object(stack: LabStack, tmp_path: Path) -> None:
+    cp = control_plane(stack.info)
+    node1 = host_kubeconfig(stack, tmp_path, "k8s-node1")
+    assert kubectl(cp, "get", "node", "k8s-node1", "-o", "name", kubeconfig=node1).strip() == "node/k8s-node1"
+    result = lab_control_plane.kubectl(cp, "patch", "node", "k8s-master", "-p",
+                                       json.dumps({"metadata": {"labels": {"homelab-kubelet.test/x": "y"}}}),
+                                       kubeconfig=node1)
+    assert result.returncode != 0
+    assert result.stderr.strip() == ('Error from server (Forbidden): nodes "k8s-master" is forbidden: node '
+                                     '"k8s-node1" is not allowed to modify node "k8s-master"')
+    assert "homelab-kubelet.test/x" not in node_objects(stack)["k8s-master"]["metadata"]["labels"]
+
+
+def test_a_kubelet_with_another_nodes_certificate_cannot_register_as_itself(stack: LabStack) -> None:
+    # k8s-node1's kubelet, given k8s-node2's kubeconfig: its --hostname-override still says
+    # k8s-node1, its client certificate system:node:k8s-node2.
+    node, other = "k8s-node1", "k8s-node2"
+    since = node_clock(node)
+    saved = "/var/lib/kubelet/.kubeconfig.e2e-saved"
+    node_ssh(node, f"cp -p /var/lib/kubelet/kubeconfig {saved}")
+    try:
+        swapped = lab.ssh(node, "cat > /var/lib/kubelet/kubeconfig && systemctl restart kubelet.service",
+                          input=stack.node_kubeconfigs()[other], timeout=120)
+        assert swapped.returncode == 0, swapped.stderr
+
+        def refused() -> str | None:
+            journal = node_ssh(node, f"journalctl -u kubelet.service --since @{since} -o cat --no-pager")
+            return journal if "is not allowed to modify node" in journal else None
+
+        journal = wait_for("the registration refused", refused, 120)
+    finally:
+        node_ssh(node, f"mv -f {saved} /var/lib/kubelet/kubeconfig && systemctl restart kubelet.service")
+    line = next(line for line in journal.splitlines() if "is not allowed to modify node" in line)
+    assert f'node \\"{other}\\" is not allowed to modify node \\"{node}\\"' in line, line
+    assert "node-name-differs-from-certificate" in [m.entry.id for m in match_log(journal)]
+    wait_for("the kubelet back with its own certificate",
+             lambda: node_ssh(node, "curl -fsS http://127.0.0.1:10248/healthz || true") == "ok", 120)
+    renewed = lease_renewals(stack)[node][1]
+    wait_for("k8s-node1's lease renewed again", lambda: lease_renewals(stack)[node][1] > renewed, 60)
 
 
 def assert_running_after(since: dict[str, int], starts: dict[str, int]) -> None:
@@ -270,21 +545,33 @@ def test_removing_a_node_cleans_it_and_leaves_the_others(stack: LabStack) -> Non
         assert kubelet_start_stamp(node) == before[node]
 
 
-def test_destroy_exclude_protected_keeps_the_ca(stack: LabStack) -> None:
+def test_destroy_exclude_protected_leaves_nothing_of_an_imported_ca(stack: LabStack) -> None:
     stack.destroy(exclude_protected=True)
     for node in ("k8s-master", "k8s-node1"):
         assert lab.ssh(node, "systemctl is-active kubelet.service").stdout.strip() != "active"
         assert node_ssh(node, "ls /var/lib/kubelet/kubeconfig /usr/bin/kubelet 2>/dev/null || true") == ""
     deployment = stack.stack.export_stack().deployment or {}
-    resources = deployment["resources"]
-    kept = sorted(r["urn"].rsplit("::", 1)[1] for r in resources if r.get("protect"))
-    assert kept == ["cluster-ca-cert", "cluster-ca-key"]
+    # The imported CA is the cluster's, not a resource of the stack: nothing is protected or left.
+    resources = [r for r in deployment.get("resources", []) if r["type"] != "pulumi:pulumi:Stack"
+                 and not r["type"].startswith("pulumi:providers:")]
+    assert resources == []
+    assert lab_control_plane.lab_pki().ca_cert.exists()
 
 
-def test_plain_destroy_stops_at_the_protected_ca(stack: LabStack) -> None:
+def test_a_generated_ca_is_protected_from_a_plain_destroy(stack: LabStack) -> None:
+    # Without pki.importCa the stack makes its own CA, protected: only the CA is applied here.
+    stack.set_object("pki", {"importCa": False})
+    base = f"urn:pulumi:{stack.stack.name}::homelab-kubelet::"
+    pki = "homelab-kubelet:pki:ClusterPki"
+    stack.up(target=[f"{base}{pki}::cluster", f"{base}{pki}$tls:index/privateKey:PrivateKey::cluster-ca-key",
+                     f"{base}{pki}$tls:index/selfSignedCert:SelfSignedCert::cluster-ca-cert"])
     with pytest.raises(auto.errors.CommandError) as failure:
         stack.destroy()
     assert "protected" in str(failure.value)
+    stack.destroy(exclude_protected=True)
+    deployment = stack.stack.export_stack().deployment or {}
+    kept = sorted(r["urn"].rsplit("::", 1)[1] for r in deployment["resources"] if r.get("protect"))
+    assert kept == ["cluster-ca-cert", "cluster-ca-key"]
 
 
 def test_no_private_key_material_outside_encrypted_secrets(stack: LabStack) -> None:

@@ -1,7 +1,8 @@
 """Fixtures that boot the lab (python -m lab) once per cgroup mode and reuse a running lab.
 
 The test files are named so that pytest runs the v2 ones before the v1 ones: each mode boots
-once. At the end of the session the lab is stopped again unless it was already up before
+once. The kubelet cases run kubelets of their own without an API server: the lab runs here
+without its control plane (`control_plane=False` stops one an earlier module left running). At the end of the session the lab is stopped again unless it was already up before
 (a developer's running lab is left alone; LAB_KEEP=1 keeps it up in any case).
 """
 
@@ -30,9 +31,9 @@ def lab_session() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def lab_v2(lab_session: None) -> api.LabInfo:
-    return api.up(cgroup="v2")
+    return api.up(cgroup="v2", control_plane=False)
 
 
 @pytest.fixture(scope="module")
 def lab_v1(lab_session: None) -> api.LabInfo:
-    return api.up(cgroup="v1")
+    return api.up(cgroup="v1", control_plane=False)

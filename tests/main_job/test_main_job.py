@@ -52,6 +52,8 @@ def test_readme_session_is_the_one_the_main_job_runs() -> None:
         "mkdir -p .pulumi-state",
         "pulumi login file://$PWD/.pulumi-state",
         "pulumi stack select --create lab",
+        "venv/bin/python -m lab ca cert | pulumi config set --secret caCertPem",
+        "venv/bin/python -m lab ca key | pulumi config set --secret caKeyPem",
         "pulumi preview --diff --stack lab",
         "pulumi up --yes",
         "pulumi destroy --exclude-protected --yes",
