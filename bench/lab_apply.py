@@ -15,6 +15,8 @@ lab is booted with `lab.up(cgroup)`. What is counted, and how:
   the guest's received bytes on its network interface (SSH traffic included);
 - per-node wall time: from the engine event that starts a node's first step to the one that
   ends its last, stamped when this process receives them;
+- registration: with the lab's control plane, the time from the start of the fresh `up` to the
+  last of the three nodes appearing as a Node object (`kubectl get nodes`, polled once a second);
 - peak memory: this process's VmHWM (`program_process_peak_rss_kb`: it hosted the inline program
   until the e2e harness moved to the project directory; now the program runs under the language
   host, one of the CLI's children) and, sampled from /proc, the CLI's, the language host's and
@@ -41,8 +43,9 @@ from bench.runbook_plain import plain_script
 from components.node_scripts import STEP_NAMES
 from components.settings import parse_settings
 from lab import api as lab
+from lab import control_plane as lab_control_plane
 from lab import paths as lab_paths
-from tests.e2e.harness import NODES, LabStack, Run, node_ssh, reset_nodes
+from tests.e2e.harness import NODES, LabStack, Run, forget_registered_nodes, node_ssh, reset_nodes
 from tests.stack_config import load_stack_config
 from tests.toolchain import require_kubelet
 
@@ -175,6 +178,27 @@ def timed_up(stack: LabStack) -> tuple[Run, float, dict[str, float], dict[str, f
     return run, wall, durations(spans), durations(step_spans)
 
 
+class RegistrationWatch(threading.Thread):
+    """Polls the lab's API server once a second from its start: `.seconds` is the time until every
+    lab node is a Node object (registered under its own name), or None if that did not happen
+    before `deadline` seconds."""
+
+    def __init__(self, cp: lab_control_plane.ControlPlane, deadline: float = 900) -> None:
+        super().__init__(daemon=True)
+        self.cp, self.deadline = cp, deadline
+        self.started = time.perf_counter()
+        self.seconds: float | None = None
+
+    def run(self) -> None:
+        while time.perf_counter() - self.started < self.deadline:
+            listed = lab_control_plane.kubectl(self.cp, "get", "nodes", "-o", "name", timeout=30)
+            names = {line.removeprefix("node/") for line in listed.stdout.split()}
+            if set(NODES) <= names:
+                self.seconds = time.perf_counter() - self.started
+                return
+            time.sleep(1)
+
+
 def timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
@@ -221,9 +245,18 @@ def fresh(stack: LabStack, rounds: int) -> Result:
     for index in range(rounds):
         one: Result = {"load1_before": load1()}
         stack.fresh_nodes()
+        cp = stack.info.control_plane
+        watch: RegistrationWatch | None = None
+        if cp is not None:  # the nodes register anew: no Node or Lease left from before
+            forget_registered_nodes(cp)
         probe = Probe()
         with sampling() as sampler:
+            if cp is not None:
+                watch = RegistrationWatch(cp)
+                watch.start()
             run, wall, per_node, per_step = timed_up(stack)
+        if watch is not None:
+            watch.join()
         one["pulumi up (fresh)"] = {
             "wall_s": wall, "per_node_s": per_node, "per_step_s": per_step,
             "commands": commands_per_node(run), **probe.result(),
@@ -233,6 +266,9 @@ def fresh(stack: LabStack, rounds: int) -> Result:
                 for role in {r["role"] for r in sampler.processes.values()}
             },
             "tree_rss_peak_kb": sampler.tree_rss_peak_kb,
+            # From the start of `up` to the last of the three nodes registered with the lab's API
+            # server (None: no control plane, or not within the watch's deadline).
+            "all_nodes_registered_s": watch.seconds if watch is not None else None,
         }
         one["pulumi preview (after)"] = {"wall_s": timed(lambda: stack.preview())}
         probe = Probe()
@@ -248,7 +284,10 @@ def fresh(stack: LabStack, rounds: int) -> Result:
 
 
 def summary_of(one: Result) -> Result:
-    return {name: round(entry["wall_s"], 1) for name, entry in one.items() if isinstance(entry, dict)}
+    summary = {name: round(entry["wall_s"], 1) for name, entry in one.items() if isinstance(entry, dict)}
+    registered = one["pulumi up (fresh)"].get("all_nodes_registered_s")
+    summary["all nodes registered after (s)"] = round(registered, 1) if registered is not None else None
+    return summary
 
 
 # --- 2 + 3: what each kind of change costs ---------------------------------------------------
