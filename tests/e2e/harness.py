@@ -170,6 +170,11 @@ class LabStack:
                 continue
             if resource.get("dependencies"):
                 resource = {**resource, "dependencies": [u for u in resource["dependencies"] if u not in removed]}
+            # An input taken from a step's output (the certificate's IP SANs from node-address).
+            if resource.get("propertyDependencies"):
+                resource = {**resource, "propertyDependencies": {
+                    key: [u for u in urns if u not in removed]
+                    for key, urns in resource["propertyDependencies"].items()}}
             kept.append(resource)
         deployment["resources"] = kept
         deployment.pop("pending_operations", None)
