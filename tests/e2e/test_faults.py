@@ -311,12 +311,6 @@ def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survive
         assert re.search(r"after \d+ failed attempts: .*127\.0\.0\.1:2299", message), message[-3000:]
         for node in ("k8s-master", "k8s-node2"):
             assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
-        # The unreachable node back: the next `up` converges it.
-        stack.set_object("nodes", nodes)
-        stack.up()
-        for node in NODES:
-            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
-        # The stack's outputs are those of its last successful update: this one.
         # The facts JSON carries the odd hostname through to the `nodes` output.
         summary = stack.stack.outputs()["nodes"].value
         facts = summary["k8s-node2"]["facts"]
@@ -324,6 +318,11 @@ def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survive
         # The facts are the node's own: memory and CPUs as the kernel reports them.
         mem_kb = int(node_ssh("k8s-node2", "awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
         assert (facts["memoryBytes"], facts["cpus"]) == (mem_kb * 1024, int(node_ssh("k8s-node2", "nproc"))), facts
+        # The unreachable node back: the next `up` converges it.
+        stack.set_object("nodes", nodes)
+        stack.up()
+        for node in NODES:
+            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
         # Node removal: its steps' deletes put back what the project replaced.
         stack.set_object("nodes", [n for n in nodes if n["name"] != "k8s-node2"])
         stack.up()
