@@ -52,30 +52,59 @@ def nothing_written(node: str) -> bool:
     return node_ssh(node, "ls /var/lib/kubelet /usr/bin/kubelet /etc/systemd/system/kubelet.service 2>/dev/null || true") == ""
 
 
-def test_preflight_refuses_each_broken_node_before_writing(stack: LabStack) -> None:
-    """Three nodes, each broken its own way, in one `up`: `--continue-on-error` lets every node's
-    preflight run to its verdict, and each names its node, what is wrong and the fix."""
+def test_stopped_container_runtime_fails_preflight(stack: LabStack) -> None:
     stack.fresh_nodes()
     node_ssh("k8s-node1", "systemctl stop containerd.service containerd.socket 2>/dev/null || systemctl stop containerd")
-    stack.set("nodes[2].arch", "arm64")
-    stack.set("nodes[0].reservations.systemReserved.memory", "8Mi")
     try:
-        message = failed_up(stack, continue_on_error=True)
+        message = failed_up(stack)
     finally:
         node_ssh("k8s-node1", "systemctl start containerd")
-        stack.set("nodes[2].arch", "amd64")
-        stack.set_object("nodes", [{**n, "reservations": {}} if n["name"] == "k8s-master" else n
-                                 for n in stack.config_object("nodes")])
-    # k8s-node1: the container runtime is down.
     assert "ERROR [k8s-node1] preflight: container runtime socket" in message
     assert "systemctl status containerd" in message
-    # k8s-node2: the stack's arch is not the node's.
+    assert nothing_written("k8s-node1")
+
+
+def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
+    stack.fresh_nodes()
+    stack.set("nodes[2].arch", "arm64")
+    try:
+        message = failed_up(stack)
+    finally:
+        stack.set("nodes[2].arch", "amd64")
     assert "ERROR [k8s-node2] preflight: arch: the node is x86_64 (amd64) but the stack says arch: arm64" in message
-    # k8s-master: a reservation the running system already exceeds (the kubelet would fail later).
+    assert nothing_written("k8s-node2")
+
+
+def test_reservation_below_usage_fails_preflight_not_the_kubelet(stack: LabStack) -> None:
+    stack.fresh_nodes()
+    stack.set("nodes[0].reservations.systemReserved.memory", "8Mi")
+    try:
+        message = failed_up(stack)
+    finally:
+        stack.set_object("nodes", [{**n, "reservations": {}} if n["name"] == "k8s-master" else n
+                                 for n in stack.config_object("nodes")])
     assert "ERROR [k8s-master] preflight: reservations: systemReserved memory (8Mi) is below what system.slice uses now" in message
     assert "device or resource busy" in message
+    assert nothing_written("k8s-master")
+
+
+def test_unreachable_node_fails_alone_and_converges_later(stack: LabStack) -> None:
+    stack.fresh_nodes()
+    nodes = stack.config_object("nodes")
+    stack.set_object("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
+    try:
+        # `pulumi up --continue-on-error`: without it the engine starts no new step after the
+        # first failure, and the healthy nodes would be left half done.
+        message = failed_up(stack, continue_on_error=True)
+        # The provider's own dial failure, naming the unreachable port (in no command text).
+        assert re.search(r"after \d+ failed attempts: .*127\.0\.0\.1:2299", message), message[-3000:]
+        for node in ("k8s-master", "k8s-node2"):
+            assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
+    finally:
+        stack.set_object("nodes", nodes)
+    stack.up()
     for node in NODES:
-        assert nothing_written(node), node
+        assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
 
 
 def test_kubelet_that_cannot_start_fails_the_health_check_with_a_hint(converged: LabStack) -> None:
@@ -268,8 +297,12 @@ def test_two_stacks_applying_to_one_node_at_once_take_turns(converged: LabStack,
         assert f"homelab-kubelet/fault-case={last}" in node_ssh(node, f"cat {UNIT}")
         assert node_ssh(node, "systemctl is-active kubelet.service") == "active"
     finally:
+        second.destroy(exclude_protected=True)
         first.set_object("nodes", [{k: v for k, v in n.items() if k != "labels"} for n in first.config_object("nodes")])
-    # No way back to the first stack's credentials is needed: the next case starts from bare nodes.
+    # Back to the first stack's credentials and configuration (the second stack's may have won).
+    credentials = next(r["urn"] for r in first.resources() if r["urn"].endswith(f"::{node}-credentials"))
+    first.up(replace=[credentials])
+    assert "homelab-kubelet/fault-case" not in node_ssh(node, f"cat {UNIT}")
 
 
 def ca_pem(stack: LabStack) -> str:
@@ -279,10 +312,8 @@ def ca_pem(stack: LabStack) -> str:
     raise AssertionError("no CA in the state")
 
 
-def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survives(stack: LabStack) -> None:
-    """Runs last in this module: it ends with a destroy. One fresh apply serves two cases: a node
-    that cannot be reached fails alone while the others converge, and hand-built files survive
-    node removal and destroy."""
+def test_what_the_project_did_not_write_survives_node_removal_and_destroy(stack: LabStack) -> None:
+    """Runs last in this module: it ends with a destroy."""
     if not any(r["type"] == "tls:index/selfSignedCert:SelfSignedCert" for r in stack.resources()):
         stack.up()
     ca = ca_pem(stack)
@@ -303,26 +334,15 @@ def test_unreachable_node_fails_alone_and_what_the_project_did_not_write_survive
                for path in ("/usr/bin/kubelet", UNIT, "/etc/containerd/config.toml")}
     nodes = stack.config_object("nodes")
     try:
-        stack.set_object("nodes", [{**n, "port": 2299} if n["name"] == "k8s-node1" else n for n in nodes])
-        # `pulumi up --continue-on-error`: without it the engine starts no new step after the
-        # first failure, and the healthy nodes would be left half done.
-        message = failed_up(stack, continue_on_error=True)
-        # The provider's own dial failure, naming the unreachable port (in no command text).
-        assert re.search(r"after \d+ failed attempts: .*127\.0\.0\.1:2299", message), message[-3000:]
-        for node in ("k8s-master", "k8s-node2"):
-            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
+        stack.up()
         # The facts JSON carries the odd hostname through to the `nodes` output.
         summary = stack.stack.outputs()["nodes"].value
-        facts = summary["k8s-node2"]["facts"]
-        assert facts["hostname"] == 'k8s"node\\2', facts
+        assert summary["k8s-node2"]["facts"]["hostname"] == 'k8s"node\\2', summary["k8s-node2"]["facts"]
         # The facts are the node's own: memory and CPUs as the kernel reports them.
+        facts = summary["k8s-node2"]["facts"]
         mem_kb = int(node_ssh("k8s-node2", "awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
         assert (facts["memoryBytes"], facts["cpus"]) == (mem_kb * 1024, int(node_ssh("k8s-node2", "nproc"))), facts
-        # The unreachable node back: the next `up` converges it.
-        stack.set_object("nodes", nodes)
-        stack.up()
-        for node in NODES:
-            assert node_ssh(node, "systemctl is-active kubelet.service") == "active", node
+        assert node_ssh("k8s-node2", "systemctl is-active kubelet.service") == "active"
         # Node removal: its steps' deletes put back what the project replaced.
         stack.set_object("nodes", [n for n in nodes if n["name"] != "k8s-node2"])
         stack.up()
