@@ -60,7 +60,7 @@ def test_the_commands_import_the_provider_of_the_bridge_module() -> None:
 def test_gofmt_leaves_the_sources_as_they_are() -> None:
     bins = _go_bins()
     if not bins:
-        pytest.skip(f"no Go toolchain under {CACHE}/go or on PATH (scripts/toolchain fetches one)")
+        pytest.fail(f"no Go toolchain under {CACHE}/go or on PATH: run scripts/setup (scripts/toolchain fetches one)")
     # With the test's own Go program (tests/test_kubelet_accepts_config.py).
     result = subprocess.run([str(bins[0] / "gofmt"), "-l", str(SOURCES), str(REPO / "tests" / "kubelet_check")],
                             capture_output=True, text=True, check=False)
@@ -71,14 +71,14 @@ def test_gofmt_leaves_the_sources_as_they_are() -> None:
 def test_go_vet_passes(tmp_path: Path) -> None:
     built = sorted((CACHE / "work").glob("pulumi-resource-tls-v*-bridge"))
     if not built or not (built[-1] / "go.sum").is_file():
-        pytest.skip("no bridge module from an earlier `scripts/toolchain plugins` (its go.mod and go.sum)")
+        pytest.fail("no bridge module (its go.mod and go.sum): run `scripts/toolchain plugins` (scripts/setup does)")
     work = built[-1]
     wanted = re.search(r"^go (\d+)\.(\d+)(?:\.(\d+))?$", (work / "go.mod").read_text(), re.MULTILINE)
     assert wanted, work / "go.mod"
     needed = tuple(int(part or 0) for part in wanted.groups())
     bins = [bin_dir for bin_dir in _go_bins() if _go_version(bin_dir) >= needed]
     if not bins:
-        pytest.skip(f"no Go toolchain of at least {'.'.join(map(str, needed))} (the bridge's go.mod)")
+        pytest.fail(f"no Go toolchain of at least {'.'.join(map(str, needed))} (the bridge's go.mod): run scripts/setup")
     module = tmp_path / "bridge"
     shutil.copytree(SOURCES / "tls-bridge", module)
     shutil.copytree(SOURCES / "tlsshim", module / "tlsshim")
