@@ -17,6 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 TOOLCHAIN_SCRIPT = REPO / "scripts" / "toolchain"
 DEFAULT_KUBELET_VERSION = "v1.30.1"
 KUBELET_ARCHES = ("amd64", "arm64")
+#: The binaries the program downloads onto a node, per arch (components/node_steps/install-kubelet.sh);
+#: test_toolchain.py holds this list to the node steps' download URLs.
+NODE_ARTEFACTS = ("kubelet",)
+#: Runs an aarch64 Linux binary on any host (Debian's qemu-user-static; scripts/setup installs it).
+QEMU_AARCH64 = "qemu-aarch64-static"
 
 
 def cache_dir() -> Path:
