@@ -61,14 +61,16 @@ def _event_dict(event: auto.EngineEvent) -> dict[str, Any]:
 
 
 class LabStack:
-    def __init__(self, work: Path, info: lab.LabInfo, state_dir: Path | None = None) -> None:
+    def __init__(self, work: Path, info: lab.LabInfo, state_dir: Path | None = None, stack: str = "lab") -> None:
         """A checkout of the project in `work`, with its own file backend there unless `state_dir`
-        names another's (two checkouts of one stack)."""
+        names another's (two checkouts of one stack); `stack` is the lab layout's (lab, lab-arm64)."""
         self.info = info
-        self.project = copy_project(work / "project", ("Pulumi.lab.yaml",))
+        self.project = copy_project(work / "project", (f"Pulumi.{stack}.yaml",))
         self.state_dir = state_dir or work / "state"
         self.runs: list[Run] = []
-        self.stack = project_stack(self.project, "lab", self.state_dir, PASSPHRASE)
+        self.stack = project_stack(self.project, stack, self.state_dir, PASSPHRASE)
+        #: The layout's nodes, the only ones `fresh_nodes` touches.
+        self.nodes = [node.name for node in info.nodes]
         # Pin each VM's SSH host key: the provider then refuses any other host.
         for index, node in enumerate(info.nodes):
             self.set(f"nodes[{index}].hostKey", node.host_key("ssh-ed25519"))
@@ -108,11 +110,11 @@ class LabStack:
         deployment = self.stack.export_stack().deployment or {}
         return list(deployment.get("resources", []))
 
-    def step_stdout(self, name: str) -> str:
-        """The stdout a remote step reported, from the state (what the step said it did)."""
+    def step_stdout(self, name: str, stream: str = "stdout") -> str:
+        """The stdout (or stderr: its log lines) a remote step reported, from the state."""
         matches = [r for r in self.resources() if r["type"] == COMMAND_TYPE and r["urn"].endswith(f"::{name}")]
         assert len(matches) == 1, f"{name}: {len(matches)} resources"
-        return str(matches[0].get("outputs", {}).get("stdout", ""))
+        return str(matches[0].get("outputs", {}).get(stream, ""))
 
     def preview(self, diff: bool = False) -> tuple[Run, auto.PreviewResult]:
         run = self._run()
@@ -147,7 +149,7 @@ class LabStack:
 
     def fresh_nodes(self) -> None:
         """Bare nodes and a state that knows it: the next `up` is a fresh apply on every node."""
-        reset_nodes()
+        reset_nodes(self.nodes)
         self.forget_remote_steps()
 
     def state_text(self) -> str:
