@@ -95,16 +95,6 @@ def argv(name: str, *, image: Image, overlay: Path, console: Path, cgroup: str, 
     ]
 
 
-def build_argv(arch: str, *, marker: str, kernel: Path, initrd: Path, disk: Path, console: Path) -> list[str]:
-    """The image build boot (lab/image.py): no network, the raw disk itself, exits at power-off."""
-    append = " ".join([f"console={MACHINES[arch].console}", "panic=-1", "mitigations=off", *MACHINES[arch].kernel_args])
-    return [
-        *_qemu(arch, marker, "tcg", console, kernel, initrd, append,
-               f"file={disk},if=virtio,format=raw,cache=unsafe,discard=unmap"),
-        "-nic", "none", "-no-reboot",
-    ]
-
-
 def make_overlay(image: Image, overlay: Path) -> None:
     overlay.unlink(missing_ok=True)
     subprocess.run(
