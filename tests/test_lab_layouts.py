@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,17 @@ def test_state_of_another_layout_is_not_read(tmp_path: Path, monkeypatch: pytest
     got = api.status(paths.ARM64)
     assert got is not None and (got.layout, got.arch) == ("lab-arm64", "arm64")
     assert os.listdir(paths.lab_dir()) == ["arm64"]
+
+
+def _collected(*args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args,
+                        "tests/lab/test_30_arm64.py", "tests/e2e/test_arm64.py"],
+                       capture_output=True, text=True, cwd=paths.REPO, timeout=120)
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_arm64_tests_run_only_when_the_marker_expression_names_them() -> None:
+    """CI's plain run (and `-m lab`, `-m e2e`) leaves the arm64 node's tests out; `-m arm64` runs them."""
+    assert re.match(r"no tests collected \(\d+ deselected\)", _collected())
+    assert re.match(r"no tests collected \(\d+ deselected\)", _collected("-m", "lab or e2e"))
+    assert re.match(r"\d+ tests collected", _collected("-m", "arm64"))
