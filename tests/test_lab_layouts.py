@@ -163,17 +163,21 @@ def test_configure_script_writes_files_verbatim(tmp_path: Path) -> None:
 
 def test_a_foreign_root_runs_under_proot_and_qemu_with_nothing_of_the_host_bound(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runs: list[list[str]] = []
+    runs: list[tuple[list[str], str]] = []
     monkeypatch.setattr(image, "host_arch", lambda: "amd64")
-    monkeypatch.setattr(image, "_run", lambda cmd, log, **kw: runs.append(cmd))
+    monkeypatch.setattr(image, "_run", lambda cmd, log, env: runs.append((cmd, env["PATH"])))
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     image._in_root(tmp_path, "arm64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure")
     image._in_root(tmp_path, "amd64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure")
     assert runs == [
-        ["proot", "-q", "/usr/bin/qemu-aarch64-static", "-r", str(tmp_path), "-w", "/", "/bin/sh", "/tmp/lab-configure"],
-        ["chroot", str(tmp_path), "/bin/sh", "/tmp/lab-configure"],
+        (["proot", "-q", "/usr/bin/qemu-aarch64-static", "-r", str(tmp_path), "-w", "/", "/bin/sh", "/tmp/lab-configure"],
+         f"{image.BUILD_BIN}:/usr/sbin:/usr/bin:/sbin:/bin"),
+        (["chroot", str(tmp_path), "/bin/sh", "/tmp/lab-configure"], "/usr/sbin:/usr/bin:/sbin:/bin"),
     ]
-    assert "-b" not in runs[0]
+    # The programs proot cannot run are no-ops first on the emulated root's PATH.
+    noop = tmp_path / image.BUILD_BIN.lstrip("/") / "systemd-tmpfiles"
+    assert subprocess.run(["sh", str(noop), "--create", "debian.conf"]).returncode == 0
+    assert os.access(noop, os.X_OK)
 
 
 def test_mounts_below_a_tree(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ lab, so the node's registration is not tested here.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -53,8 +52,8 @@ def test_fresh_up_converges_on_arm64(stack: LabStack) -> None:
     since = node_ssh(NODE, "date +%s")
     run = stack.up()
     assert run.changed(), "a fresh up creates resources"
-    # Preflight's facts: the node's own arch, as the program read it on the node.
-    facts = json.loads(stack.step_stdout(f"{NODE}-{node_scripts.PREFLIGHT}").strip().splitlines()[-1])
+    # Preflight's facts (the stack's `nodes` output): the node's own arch, as read on the node.
+    facts = stack.stack.outputs()["nodes"].value[NODE]["facts"]
     assert (facts["node"], facts["arch"]) == (NODE, "arm64")
     assert facts["kernel"].endswith("-arm64") and facts["cgroupVersion"] == "v2"
     # Install: the arm64 binary from the layout's mirror, checked against the pinned digest.
