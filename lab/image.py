@@ -134,11 +134,13 @@ FSTAB = "/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n"
 
 #: The user-mode emulator of each architecture a root is emulated for (Debian's qemu-user-static).
 QEMU_USER = {"amd64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static"}
-#: First on PATH in an emulated root during the build only (removed before the disk is made).
-BUILD_BIN = "/usr/local/lib/lab-build"
-#: Programs replaced there by a no-op: Debian's proot (5.1) aborts on systemd-tmpfiles'
-#: readlinkat(fd, "") (proot issues 182, 366; fixed upstream after bookworm), which systemd's
-#: postinst runs. systemd-tmpfiles-setup.service creates the same entries at every boot.
+#: Before /usr/bin on every PATH of the build, debootstrap's own included, and holding none of
+#: the programs below: their no-ops go there during an emulated build (removed before the disk is
+#: made). No package ships /usr/sbin/systemd-tmpfiles.
+BUILD_BIN = "/usr/sbin"
+#: Debian's proot (5.1) aborts on systemd-tmpfiles' readlinkat(fd, "") (proot issues 182, 366;
+#: fixed upstream after bookworm), which systemd's postinst runs; systemd-tmpfiles-setup.service
+#: creates the same entries at every boot.
 BUILD_NOOPS = ("systemd-tmpfiles",)
 
 
@@ -282,7 +284,6 @@ def _in_root(root: Path, arch: str, log: Path, *cmd: str, **env: str) -> None:
         raise ImageError(f"{QEMU_USER[arch]} not found: apt-get install qemu-user-static (scripts/setup does)")
     for name in BUILD_NOOPS:
         _write(root, f"{BUILD_BIN}/{name}", f"#!/bin/sh\n# Lab image build under proot: no {name}.\nexit 0\n", 0o755)
-    env["PATH"] = f"{BUILD_BIN}:{env['PATH']}"
     _run(["proot", "-q", qemu, "-r", str(root), "-w", "/", *cmd], log, env=env)
 
 
@@ -390,7 +391,9 @@ def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: 
     _write(root, "/tmp/lab-configure", configure_script(arch, pub), 0o755)
     _in_root(root, arch, log, "/bin/sh", "/tmp/lab-configure")
     (root / "tmp/lab-configure").unlink()
-    shutil.rmtree(root / BUILD_BIN.lstrip("/"), ignore_errors=True)
+    if not native:
+        for name in BUILD_NOOPS:
+            (root / BUILD_BIN.lstrip("/") / name).unlink()
     left = _mounts_below(root)
     if left:
         raise ImageError(f"still mounted in the new root: {left}; umount them, then build again")
