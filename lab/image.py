@@ -270,11 +270,14 @@ def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     os.chmod(p, mode)
 
 
-def _in_root(root: Path, arch: str, log: Path, *cmd: str, **env: str) -> None:
+def _in_root(root: Path, arch: str, log: Path, *cmd: str, bind_proc: bool = False, **env: str) -> None:
     """Runs ``cmd`` in the new root: chroot when it is this machine's architecture, else under
-    proot with qemu user-mode emulation (no binfmt_misc needed). Nothing of the host is bound in:
-    what debootstrap mounts there (/proc, /sys) is mounted inside the new root, and its unmounts at
-    exit stay there too (a bound /dev would make its ``umount /dev/pts`` the host's)."""
+    proot with qemu user-mode emulation (no binfmt_misc needed). For debootstrap nothing of the
+    host is bound in: what it mounts there (/proc, /sys) is mounted inside the new root, and its
+    unmounts at exit stay there too (a bound /dev would make its ``umount /dev/pts`` the host's).
+    ``bind_proc`` (the recipe) binds the host's /proc: Debian's proot (5.1) lets a few newer
+    syscalls (faccessat2) see host paths, so update-initramfs finds /proc/mounts readable and
+    then fails to open the root's own, empty /proc."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive", **env}
     if arch == host_arch():
         _run(["chroot", str(root), *cmd], log, env=env)
@@ -284,7 +287,8 @@ def _in_root(root: Path, arch: str, log: Path, *cmd: str, **env: str) -> None:
         raise ImageError(f"{QEMU_USER[arch]} not found: apt-get install qemu-user-static (scripts/setup does)")
     for name in BUILD_NOOPS:
         _write(root, f"{BUILD_BIN}/{name}", f"#!/bin/sh\n# Lab image build under proot: no {name}.\nexit 0\n", 0o755)
-    _run(["proot", "-q", qemu, "-r", str(root), "-w", "/", *cmd], log, env=env)
+    _run(["proot", "-q", qemu, "-r", str(root), *(["-b", "/proc"] if bind_proc else []), "-w", "/", *cmd],
+         log, env=env)
 
 
 def _unmount_below(tree: Path) -> None:
@@ -389,7 +393,7 @@ def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: 
         _in_root(root, arch, log, "/debootstrap/debootstrap", "--second-stage", DEBOOTSTRAP_DIR="/debootstrap")
     progress(f"image: debootstrap done ({progress.elapsed() - t0:.0f}s); configuring")
     _write(root, "/tmp/lab-configure", configure_script(arch, pub), 0o755)
-    _in_root(root, arch, log, "/bin/sh", "/tmp/lab-configure")
+    _in_root(root, arch, log, "/bin/sh", "/tmp/lab-configure", bind_proc=True)
     (root / "tmp/lab-configure").unlink()
     if not native:
         for name in BUILD_NOOPS:

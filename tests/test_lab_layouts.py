@@ -168,7 +168,10 @@ def test_a_foreign_root_runs_under_proot_and_qemu_with_nothing_of_the_host_bound
     monkeypatch.setattr(image, "_run", lambda cmd, log, env: runs.append((cmd, env["PATH"])))
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     image._in_root(tmp_path, "arm64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure")
-    image._in_root(tmp_path, "amd64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure")
+    image._in_root(tmp_path, "amd64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure", bind_proc=True)
+    image._in_root(tmp_path, "arm64", tmp_path / "log", "/bin/sh", "/tmp/lab-configure", bind_proc=True)
+    assert runs[2][0][:7] == ["proot", "-q", "/usr/bin/qemu-aarch64-static", "-r", str(tmp_path), "-b", "/proc"]
+    del runs[2]
     assert runs == [
         (["proot", "-q", "/usr/bin/qemu-aarch64-static", "-r", str(tmp_path), "-w", "/", "/bin/sh", "/tmp/lab-configure"],
          "/usr/sbin:/usr/bin:/sbin:/bin"),
