@@ -1,14 +1,14 @@
 """Builds the lab's node images: a Debian bookworm root file system made with debootstrap,
 turned into an ext4 disk image with ``mkfs.ext4 -d`` (no loop mounts), plus the kernel and a
-small initrd taken from it for qemu's ``-kernel``/``-initrd``.
+small initrd for qemu's ``-kernel``/``-initrd``.
 
-The host's own architecture (amd64): debootstrap, then :func:`configure_script` in a chroot.
-Another architecture (arm64), with no binfmt handler needed: debootstrap's first stage
-(``--foreign``: download and unpack) here, then its second stage and the same
-:func:`configure_script` in the new root under user-mode emulation: ``proot -q
-qemu-aarch64-static`` runs every program of the root through qemu and changes its root
-directory without a binfmt_misc registration (and 4-5 times faster than a build boot of the
-emulated machine would, measured; docs/lab.md).
+The host's own architecture (amd64): debootstrap, then :func:`configure_script` in a chroot; the
+initrd is the image's own (update-initramfs). Another architecture (arm64), with no binfmt
+handler needed: debootstrap's first stage (``--foreign``: download and unpack) here, then its
+second stage and the same :func:`configure_script` in the new root under user-mode emulation
+(``proot -q qemu-aarch64-static``, about 11 times faster than a build boot of the emulated
+machine, measured; docs/lab.md); the initrd is the lab's (:data:`BOOT_INIT`), since Debian's
+cannot be made under this proot.
 
 The image lives in ``~/.cache/homelab-kubelet/lab/images/<recipe-hash>/`` (arm64:
 ``images-arm64/``). The hash covers this file's source, the architecture and the lab's SSH public
@@ -23,7 +23,9 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,30 @@ BUILD_BIN = "/usr/sbin"
 #: fixed upstream after bookworm), which systemd's postinst runs; systemd-tmpfiles-setup.service
 #: creates the same entries at every boot.
 BUILD_NOOPS = ("systemd-tmpfiles",)
+#: Debian's static busybox: the shell of an emulated image's boot initramfs (see BOOT_INIT).
+BUSYBOX_PACKAGE = "busybox-static"
+
+#: /init of an emulated image's initrd. Debian's own, made by update-initramfs under proot, is
+#: broken (its hooks' ``test -r``/``-x`` go through faccessat2, which proot 5.1 does not
+#: translate, so copy_exec copies no library and no module): this one loads the modules of
+#: INITRD_MODULES, mounts the root disk and hands over to systemd.
+BOOT_INIT = """#!/bin/busybox sh
+# Lab initramfs (emulated arch): the root disk's modules, the root, then systemd.
+/bin/busybox --install -s /bin
+fail() { echo "LAB-INITRAMFS-FAILED: $*"; sleep 5; poweroff -f; }
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r m; do insmod "/lib/modules/$m" || fail "insmod $m"; done </modules
+n=0
+while [ ! -b /dev/vda ]; do
+  n=$((n + 1)); [ "$n" -le 300 ] || fail "no /dev/vda"; sleep 0.1
+done
+mount -t ext4 /dev/vda /newroot || fail "mount /dev/vda"
+umount /proc /sys
+mount --move /dev /newroot/dev
+exec switch_root /newroot /sbin/init
+"""
 
 
 class ImageError(RuntimeError):
@@ -374,6 +400,99 @@ def configure_script(arch: str, pubkey: str) -> str:
     return "".join(parts)
 
 
+# ---------------------------------------------------------------- an emulated image's initramfs
+
+
+def module_depends(ko: Path) -> list[str]:
+    """The ``depends=`` of a kernel module's modinfo (module names, underscores)."""
+    m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", ko.read_bytes())
+    return [d.replace("-", "_") for d in m.group(1).decode().split(",") if d] if m else []
+
+
+def module_closure(moddir: Path, names: list[str]) -> list[Path]:
+    """The module files for ``names`` and everything they depend on, dependencies first."""
+    index = {p.name.removesuffix(".ko").replace("-", "_"): p for p in moddir.rglob("*.ko")}
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen:
+            return
+        seen.add(name)
+        if name not in index:
+            raise ImageError(f"kernel module {name} is not in {moddir}")
+        for dep in module_depends(index[name]):
+            visit(dep)
+        order.append(index[name])
+
+    for n in names:
+        visit(n)
+    return order
+
+
+def cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
+    """An initramfs archive (cpio "newc") of (name, st_mode, data, rdev major<<8|minor) entries."""
+    out = bytearray()
+
+    def pad() -> None:
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for ino, (name, mode, data, rdev) in enumerate([*entries, ("TRAILER!!!", 0, b"", 0)], start=1):
+        namez = name.encode() + b"\0"
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev >> 8, rdev & 0xFF, len(namez), 0)
+        out.extend(b"070701" + "".join(f"{v:08X}" for v in fields).encode() + namez)
+        pad()
+        out.extend(data)
+        pad()
+    return bytes(out)
+
+
+def package_stanza(packages_file: Path, name: str) -> dict[str, str]:
+    """One package's fields from an apt ``Packages`` index."""
+    for stanza in re.split(r"\n\n+", packages_file.read_text(errors="replace")):
+        if re.search(rf"^Package: {re.escape(name)}$", stanza, re.M):
+            return dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", stanza, re.M))
+    raise ImageError(f"package {name} not in {packages_file}")
+
+
+def _fetch_busybox(root: Path, arch: str, mirror: str, work: Path, log: Path) -> Path:
+    """Debian's static busybox for ``arch``, checked against the ``Packages`` index that
+    debootstrap fetched and verified (signed Release) into the new root; returns the binary."""
+    lists = sorted((root / "var/lib/apt/lists").glob(f"*_dists_{SUITE}_main_binary-{arch}_Packages"))
+    if len(lists) != 1:
+        raise ImageError(f"expected one {SUITE} main {arch} Packages index from debootstrap, found {lists}")
+    fields = package_stanza(lists[0], BUSYBOX_PACKAGE)
+    with urllib.request.urlopen(f"{mirror}/{fields['Filename']}", timeout=300) as r:
+        data = r.read()
+    if hashlib.sha256(data).hexdigest() != fields["SHA256"]:
+        raise ImageError(f"{BUSYBOX_PACKAGE}: sha256 of the download differs from the Packages index; try again")
+    deb = work / Path(fields["Filename"]).name
+    deb.write_bytes(data)
+    tree = work / "busybox"
+    _run(["dpkg-deb", "-x", str(deb), str(tree)], log)
+    busybox = next((p for p in (tree / "bin/busybox", tree / "usr/bin/busybox") if p.is_file()), None)
+    if busybox is None:
+        raise ImageError(f"{BUSYBOX_PACKAGE} has no busybox binary")
+    return busybox
+
+
+def boot_initramfs(busybox: bytes, modules: list[Path]) -> bytes:
+    """The initrd of an emulated image: BOOT_INIT, busybox and ``modules`` (in load order)."""
+    d, f, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
+    entries: list[tuple[str, int, bytes, int]] = [
+        (n, d, b"", 0) for n in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules")
+    ]
+    entries += [
+        ("dev/console", stat.S_IFCHR | 0o600, b"", (5 << 8) | 1),
+        ("init", x, BOOT_INIT.encode(), 0),
+        ("bin/busybox", x, busybox, 0),
+        ("modules", f, "".join(m.name + "\n" for m in modules).encode(), 0),
+        *((f"lib/modules/{m.name}", f, m.read_bytes(), 0) for m in modules),
+    ]
+    return cpio_newc(entries)
+
+
 def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: str,
                progress: Progress, t0: float) -> str:
     """debootstrap and the recipe in ``root``; leaves vmlinuz, initrd.img and root.raw in
@@ -391,6 +510,8 @@ def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: 
         progress(f"image: first stage done ({progress.elapsed() - t0:.0f}s); second stage under "
                  f"{QEMU_USER[arch]} (proot)")
         _in_root(root, arch, log, "/debootstrap/debootstrap", "--second-stage", DEBOOTSTRAP_DIR="/debootstrap")
+        # Before the recipe empties /var/lib/apt/lists: the index the download is checked against.
+        busybox = _fetch_busybox(root, arch, mirror, work, log)
     progress(f"image: debootstrap done ({progress.elapsed() - t0:.0f}s); configuring")
     _write(root, "/tmp/lab-configure", configure_script(arch, pub), 0o755)
     _in_root(root, arch, log, "/bin/sh", "/tmp/lab-configure", bind_proc=True)
@@ -405,7 +526,12 @@ def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: 
     if len(kver) != 1:
         raise ImageError(f"expected one kernel in the image, found {kver}")
     shutil.copy2(root / "boot" / f"vmlinuz-{kver[0]}", work / "vmlinuz")
-    shutil.copy2(root / "boot" / f"initrd.img-{kver[0]}", work / "initrd.img")
+    if native:
+        shutil.copy2(root / "boot" / f"initrd.img-{kver[0]}", work / "initrd.img")
+    else:
+        modules = module_closure(root / "lib/modules" / kver[0], INITRD_MODULES[arch])
+        (work / "initrd.img").write_bytes(boot_initramfs(busybox.read_bytes(), modules))
+        shutil.rmtree(work / "busybox")
     progress(f"image: configured; mkfs.ext4 -d ({progress.elapsed() - t0:.0f}s)")
     _run(["mkfs.ext4", "-q", "-F", "-L", "labroot", "-d", str(root), str(work / "root.raw"), DISK_SIZE], log)
     shutil.rmtree(root)
@@ -421,7 +547,7 @@ def build(progress: Progress | None = None, force: bool = False, arch: str = "am
         return img
     if os.geteuid() != 0:
         raise ImageError("building the lab image needs root (debootstrap, chroot)")
-    tools = ["debootstrap", "mkfs.ext4", "qemu-img"] + (["chroot"] if arch == host_arch() else ["proot"])
+    tools = ["debootstrap", "mkfs.ext4", "qemu-img"] + (["chroot"] if arch == host_arch() else ["proot", "dpkg-deb"])
     for tool in tools:
         if not shutil.which(tool):
             raise ImageError(f"{tool} not found: apt-get install debootstrap e2fsprogs qemu-utils proot "
@@ -451,6 +577,7 @@ def build(progress: Progress | None = None, force: bool = False, arch: str = "am
         "kernel": kver,
         "packages": packages(arch),
         "initrd_modules": INITRD_MODULES[arch],
+        "initrd": "Debian's (update-initramfs)" if arch == host_arch() else "the lab's (busybox, BOOT_INIT)",
         "initrd_bytes": (work / "initrd.img").stat().st_size,
         "build_seconds": round(progress.elapsed() - t0, 1),
     }

@@ -191,6 +191,82 @@ def test_mounts_below_a_tree(tmp_path: Path) -> None:
     assert "/dev/pts" in below_dev and "/dev" not in below_dev
 
 
+def _module(path: Path, depends: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF junk\0license=GPL\0depends=" + depends.encode() + b"\0name=" + path.stem.encode() + b"\0")
+
+
+def test_module_closure_orders_dependencies_first(tmp_path: Path) -> None:
+    _module(tmp_path / "fs/ext4/ext4.ko", "mbcache,jbd2,crc16")
+    _module(tmp_path / "fs/jbd2/jbd2.ko", "")
+    _module(tmp_path / "fs/mbcache.ko", "")
+    _module(tmp_path / "lib/crc16.ko", "")
+    _module(tmp_path / "drivers/char/hw_random/virtio-rng.ko", "")
+    order = [p.name for p in image.module_closure(tmp_path, ["ext4", "virtio_rng"])]
+    assert order == ["mbcache.ko", "jbd2.ko", "crc16.ko", "ext4.ko", "virtio-rng.ko"]
+    with pytest.raises(image.ImageError, match="kernel module nosuch is not in"):
+        image.module_closure(tmp_path, ["nosuch"])
+
+
+def _read_cpio(data: bytes) -> list[tuple[str, int, bytes, int]]:
+    out: list[tuple[str, int, bytes, int]] = []
+    i = 0
+    while True:
+        assert data[i:i + 6] == b"070701"
+        f = [int(data[i + 6 + 8 * k:i + 14 + 8 * k], 16) for k in range(13)]
+        name_end = i + 110 + f[11]
+        name = data[i + 110:name_end - 1].decode()
+        i = name_end + (-name_end % 4)
+        body = data[i:i + f[6]]
+        i += f[6] + (-f[6] % 4)
+        if name == "TRAILER!!!":
+            return out
+        out.append((name, f[1], body, (f[9] << 8) | f[10]))
+
+
+def test_cpio_newc_round_trip() -> None:
+    entries = [("bin", stat.S_IFDIR | 0o755, b"", 0), ("dev/console", stat.S_IFCHR | 0o600, b"", (5 << 8) | 1),
+               ("init", stat.S_IFREG | 0o755, b"#!/bin/busybox sh\n", 0), ("x", stat.S_IFREG | 0o644, b"12345", 0)]
+    data = image.cpio_newc(entries)
+    assert len(data) % 4 == 0
+    assert _read_cpio(data) == entries
+
+
+def test_package_stanza_from_a_packages_index(tmp_path: Path) -> None:
+    index = tmp_path / "Packages"
+    index.write_text("Package: busybox\nVersion: 1\nFilename: pool/main/b/busybox/busybox_1_arm64.deb\n\n"
+                     "Package: busybox-static\nVersion: 1:1.35.0-4\nFilename: pool/main/b/busybox/bs.deb\n"
+                     "SHA256: " + "ab" * 32 + "\n\n")
+    fields = image.package_stanza(index, "busybox-static")
+    assert fields["Filename"] == "pool/main/b/busybox/bs.deb" and fields["SHA256"] == "ab" * 32
+    with pytest.raises(image.ImageError, match="package nosuch not in"):
+        image.package_stanza(index, "nosuch")
+
+
+def test_boot_initramfs_of_an_emulated_image() -> None:
+    """The lab's initrd: /init (BOOT_INIT: load the modules, mount /dev/vda, systemd), busybox,
+    the modules in load order and a console node."""
+    mods_dir = Path(__file__).parent  # any files stand in for modules here
+    modules = [mods_dir / "test_lab_layouts.py", mods_dir / "conftest.py"]
+    entries = {name: (mode, data, rdev) for name, mode, data, rdev in _read_cpio(image.boot_initramfs(b"BB", modules))}
+    assert entries["init"][1] == image.BOOT_INIT.encode() and entries["init"][0] & 0o111
+    assert entries["bin/busybox"][1] == b"BB"
+    assert entries["modules"][1] == b"test_lab_layouts.py\nconftest.py\n"
+    assert entries["lib/modules/conftest.py"][1] == modules[1].read_bytes()
+    assert stat.S_ISCHR(entries["dev/console"][0]) and entries["dev/console"][2] == (5 << 8) | 1
+    assert "exec switch_root /newroot /sbin/init" in image.BOOT_INIT
+
+
+def test_boot_init_is_shellcheck_clean(tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is not installed: apt-get install -y shellcheck")
+    script = tmp_path / "init.sh"
+    script.write_text(re.sub(r"\A#!/bin/busybox sh", "#!/bin/sh", image.BOOT_INIT))
+    r = subprocess.run([shellcheck, "-s", "sh", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
 def test_recipe_hash_differs_per_arch() -> None:
     assert image.recipe_hash("ssh-ed25519 AAAA", "amd64") != image.recipe_hash("ssh-ed25519 AAAA", "arm64")
 
