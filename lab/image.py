@@ -17,6 +17,8 @@ key, so a change to the recipe builds a new image.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +28,7 @@ import shutil
 import stat
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -538,9 +541,27 @@ def _bootstrap(img: Image, root: Path, work: Path, log: Path, mirror: str, pub: 
     return kver[0]
 
 
+@contextlib.contextmanager
+def _build_lock(arch: str) -> Iterator[None]:
+    """One build per architecture at a time (two layouts, a test and the CLI): a second caller
+    waits, then finds the image built instead of removing the first one's work tree."""
+    images_dir(arch).mkdir(parents=True, exist_ok=True)
+    with open(images_dir(arch) / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def build(progress: Progress | None = None, force: bool = False, arch: str = "amd64") -> Image:
     """Builds the image for ``arch`` if this recipe has none yet; returns it."""
     progress = progress or Progress()
+    with _build_lock(arch):
+        return _build(progress, force, arch)
+
+
+def _build(progress: Progress, force: bool, arch: str) -> Image:
     img = current(arch)
     if is_built(img) and not force:
         progress(f"image {img.recipe_hash} ({arch}) cached in {img.dir}")

@@ -296,3 +296,13 @@ def test_arm64_tests_run_only_when_the_marker_expression_names_them() -> None:
     assert re.match(r"no tests collected \(\d+ deselected\)", _collected())
     assert re.match(r"no tests collected \(\d+ deselected\)", _collected("-m", "lab or e2e"))
     assert re.match(r"\d+ tests collected", _collected("-m", "arm64"))
+
+
+def test_one_image_build_per_arch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of an arch waits for the first instead of removing its work tree."""
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path))
+    lock = image.images_dir("arm64") / ".lock"
+    with image._build_lock("arm64"):
+        assert subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 1
+        assert subprocess.run(["flock", "-n", str(image.images_dir("amd64") / ".lock"), "true"]).returncode == 0
+    assert subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0

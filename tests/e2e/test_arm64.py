@@ -105,7 +105,7 @@ def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
 
 def test_destroy_leaves_the_node_as_it_was(stack: LabStack) -> None:
     stack.up()
-    stack.destroy()
+    stack.destroy(exclude_protected=True)
     assert node_ssh(NODE, "ls /var/lib/kubelet /usr/bin/kubelet /etc/systemd/system/kubelet.service "
                           "/etc/systemd/system/kube.slice 2>/dev/null || true") == ""
     assert node_ssh(NODE, "systemctl is-active containerd") == "active"
