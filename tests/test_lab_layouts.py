@@ -302,6 +302,7 @@ def test_one_image_build_per_arch_at_a_time(tmp_path: Path, monkeypatch: pytest.
     """A second build of an arch waits for the first instead of removing its work tree."""
     monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path))
     lock = image.images_dir("arm64") / ".lock"
+    image.images_dir("amd64").mkdir(parents=True)
     with image._build_lock("arm64"):
         assert subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 1
         assert subprocess.run(["flock", "-n", str(image.images_dir("amd64") / ".lock"), "true"]).returncode == 0
