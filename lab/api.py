@@ -2,13 +2,15 @@
 
     from lab import api
     info = api.up(cgroup="v2")        # boots (or reuses) the three VMs, the mirror and the control plane
+    api.up(layout=paths.ARM64)         # the arm64 node k8s-node3 and its own mirror server
     api.ssh("k8s-node1", "systemctl is-active containerd", user="kube")
     info.node("k8s-node1").port        # 2222
     info.node("k8s-node1").host_keys   # ["ssh-ed25519 AAAA...", ...] read from its serial console
     api.down()
 
 State lives in ``~/.cache/homelab-kubelet/lab/state.json`` (see :class:`LabInfo` for its fields;
-the file is ``LabInfo.to_dict()`` as JSON).
+the file is ``LabInfo.to_dict()`` as JSON); the arm64 layout's in ``lab/arm64/state.json``, beside
+its own lock, known_hosts and run directory (:class:`paths.Layout`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from lab import mirror, paths, proc, vm
 from lab.progress import Progress
 
 STATE_VERSION = 1
+#: Seconds ``up`` waits for every VM to answer SSH, per arch: aarch64 under TCG boots slower.
+BOOT_TIMEOUT = {"amd64": 600.0, "arm64": 1800.0}
 
 
 class LabError(RuntimeError):
@@ -87,8 +91,12 @@ class LabInfo:
     started_at: float = 0.0
     boot_seconds: float | None = None
     version: int = STATE_VERSION
-    #: The control plane `up` started (lab/control_plane.py), or None.
+    #: The control plane `up` started (lab/control_plane.py), or None; only the three-node lab
+    #: (layout ``lab``) starts one, and the arm64 node registers with it.
     control_plane: control_plane_mod.ControlPlane | None = None
+    #: The layout's stack (``lab``, ``lab-arm64``) and its VMs' architecture.
+    layout: str = paths.LAB.stack
+    arch: str = "amd64"
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -112,9 +120,13 @@ class LabInfo:
 # ---------------------------------------------------------------- state
 
 
-def _load_state() -> LabInfo | None:
+def _layout(stack: str) -> paths.Layout:
+    return next(layout for layout in paths.LAYOUTS if layout.stack == stack)
+
+
+def _load_state(layout: paths.Layout = paths.LAB) -> LabInfo | None:
     try:
-        d = json.loads(paths.state_path().read_text())
+        d = json.loads(layout.state_path.read_text())
         if d.get("version") != STATE_VERSION:
             return None
         return LabInfo.from_dict(d)
@@ -123,16 +135,16 @@ def _load_state() -> LabInfo | None:
 
 
 def _save_state(info: LabInfo) -> None:
-    p = paths.state_path()
+    p = _layout(info.layout).state_path
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(info.to_dict(), indent=2) + "\n")
     tmp.replace(p)
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    paths.lab_dir().mkdir(parents=True, exist_ok=True)
-    with open(paths.lab_dir() / "lock", "w") as f:
+def _locked(layout: paths.Layout) -> Iterator[None]:
+    layout.dir.mkdir(parents=True, exist_ok=True)
+    with open(layout.lock_path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -144,16 +156,17 @@ def _locked() -> Iterator[None]:
 
 
 def ssh_argv(name: str, user: str = "root", info: LabInfo | None = None, tty: bool = False) -> list[str]:
-    """The ``ssh`` command line (without the remote command) for a lab node."""
+    """The ``ssh`` command line (without the remote command) for a lab node (of any layout)."""
     port = paths.SSH_PORTS[name]
+    layout = paths.layout_of(name)
     return [
         "ssh", "-i", str(paths.key_path()), "-p", str(port),
         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={paths.known_hosts_path()}", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={layout.known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
         "-o", "ServerAliveInterval=15",
         # One multiplexed connection per node and user: a new SSH handshake costs seconds under TCG.
-        "-o", "ControlMaster=auto", "-o", f"ControlPath={paths.lab_dir()}/ssh-%p-%r", "-o", "ControlPersist=60",
+        "-o", "ControlMaster=auto", "-o", f"ControlPath={layout.dir}/ssh-%p-%r", "-o", "ControlPersist=60",
         *(["-t"] if tty else []),
         f"{user}@127.0.0.1",
     ]
@@ -179,9 +192,9 @@ def scp_to(name: str, local: str | Path, remote: str, user: str = "root", timeou
                    check=True, timeout=timeout)
 
 
-def _write_known_hosts(nodes: list[Node]) -> None:
+def _write_known_hosts(nodes: list[Node], layout: paths.Layout) -> None:
     lines = [f"[127.0.0.1]:{n.port} {k}" for n in nodes for k in n.host_keys]
-    paths.known_hosts_path().write_text("\n".join(lines) + "\n")
+    layout.known_hosts_path.write_text("\n".join(lines) + "\n")
 
 
 # Facts are whole console lines (the kernel log ends each with CR LF): a line still being written
@@ -229,16 +242,16 @@ def _alive(info: LabInfo) -> bool:
     )
 
 
-def _close_ssh_masters() -> None:
-    for name, _port in paths.NODES:
+def _close_ssh_masters(layout: paths.Layout) -> None:
+    for name, port in layout.nodes:
         for user in ("root", "kube"):
             a = ssh_argv(name, user)
-            if Path(f"{paths.lab_dir()}/ssh-{paths.SSH_PORTS[name]}-{user}").exists():
+            if (layout.dir / f"ssh-{port}-{user}").exists():
                 subprocess.run([a[0], "-O", "exit", *a[1:]], capture_output=True, timeout=30)
 
 
-def _stop(info: LabInfo | None, progress: Progress) -> None:
-    _close_ssh_masters()
+def _stop(info: LabInfo | None, progress: Progress, layout: paths.Layout) -> None:
+    _close_ssh_masters(layout)
     if info is None:
         return
     if info.control_plane is not None:
@@ -252,36 +265,46 @@ def _stop(info: LabInfo | None, progress: Progress) -> None:
         Path(n.overlay).unlink(missing_ok=True)
 
 
-def up(cgroup: str = "v2", quiet: bool = False, timeout: float = 600, control_plane: bool = True) -> LabInfo:
-    """Brings the lab up in the given cgroup mode (``v1`` or ``v2``); a no-op when it already runs
-    in that mode, a restart when it runs in the other. With `control_plane` (the default) the
-    control plane runs too, started after the VMs (and once per boot: a running one is kept);
-    without it, a running one is stopped, so the lab has no API server. Returns the lab's facts."""
+def up(cgroup: str = "v2", quiet: bool = False, timeout: float | None = None,
+       layout: paths.Layout = paths.LAB, control_plane: bool = True) -> LabInfo:
+    """Brings the layout's VMs up in the given cgroup mode (``v1`` or ``v2``); a no-op when they
+    already run in that mode, a restart when they run in the other. The three-node lab (the
+    default layout) runs the lab's control plane too when `control_plane` (the default), started
+    after the VMs (and once per boot: a running one is kept); without it, a running one is
+    stopped, so the lab has no API server. The arm64 layout leaves the control plane as it is
+    (its node registers with the three-node lab's whenever that one runs; `control_plane` is not
+    for it). Returns the layout's facts."""
+    if layout != paths.LAB and not control_plane:
+        raise ValueError("the control plane is the three-node lab's (python -m lab up [--no-control-plane]): "
+                         "the arm64 layout neither starts nor stops it")
     if cgroup not in paths.CGROUP_MODES:
         raise ValueError(f"cgroup must be one of {paths.CGROUP_MODES}, not {cgroup!r}")
     progress = Progress(quiet)
-    with _locked():
-        state = _load_state()
+    with _locked(layout):
+        state = _load_state(layout)
         if state is not None and _alive(state):
-            if state.image != image_mod.current().recipe_hash:
+            if state.image != image_mod.current(layout.arch).recipe_hash:
                 progress("lab runs an older image; restarting it")
             elif state.cgroup != cgroup:
                 progress(f"lab is up in cgroup {state.cgroup} mode; restarting it in {cgroup}")
             elif not all(n.kubelet_address for n in state.nodes):
                 progress("lab VMs run without the kubelet port forwards (an older lab); restarting them")
             elif all(ssh(n.name, "true", timeout=60).returncode == 0 for n in state.nodes):
-                mirror.sync(log=progress)
-                _control_plane(state, control_plane, progress)
+                with mirror.locked():
+                    mirror.sync(log=progress)
+                if layout == paths.LAB:
+                    _control_plane(state, control_plane, progress)
                 progress(f"lab already up (cgroup {cgroup}); nothing else to do")
                 return state
             else:
                 progress("lab is up but a node does not answer SSH; restarting it")
         elif state is not None:
             progress("lab is partly down; stopping what is left and starting again")
-        _stop(state, progress)
-        paths.state_path().unlink(missing_ok=True)
-        info = _boot(cgroup, progress, timeout)
-        _control_plane(info, control_plane, progress)
+        _stop(state, progress, layout)
+        layout.state_path.unlink(missing_ok=True)
+        info = _boot(cgroup, progress, BOOT_TIMEOUT[layout.arch] if timeout is None else timeout, layout)
+        if layout == paths.LAB:
+            _control_plane(info, control_plane, progress)
         return info
 
 
@@ -313,23 +336,25 @@ def _control_plane(info: LabInfo, wanted: bool, progress: Progress) -> None:
         raise LabError(f"control plane: {error}") from None
 
 
-def _boot(cgroup: str, progress: Progress, timeout: float) -> LabInfo:
-    for tool in (vm.QEMU, "qemu-img", "ssh"):
+def _boot(cgroup: str, progress: Progress, timeout: float, layout: paths.Layout) -> LabInfo:
+    machine = vm.MACHINES[layout.arch]
+    for tool in (machine.qemu, "qemu-img", "ssh"):
         if not shutil.which(tool):
-            raise LabError(f"{tool} not found (apt-get install qemu-system-x86 qemu-utils openssh-client)")
-    img = image_mod.build(progress)
+            raise LabError(f"{tool} not found (apt-get install {machine.package} qemu-utils openssh-client)")
+    img = image_mod.build(progress, arch=layout.arch)
     accel = vm.choose_accel(img, progress)
-    published = mirror.sync(log=progress)
+    with mirror.locked():
+        published = mirror.sync(log=progress)
     progress("mirror: " + (", ".join(f"{p.version}/{p.arch}" for p in published) or "no kubelet build yet")
              + f" in {paths.mirror_root()}")
-    mirror_pid = mirror.start()
-    progress(f"mirror: serving on {paths.MIRROR_URL_HOST} (guests: {paths.MIRROR_URL_GUEST}), pid {mirror_pid}")
-    rd = paths.run_dir()
+    mirror_pid = mirror.start(port=layout.mirror_port, log=layout.mirror_log)
+    progress(f"mirror: serving on {layout.mirror_url_host} (guests: {layout.mirror_url_guest}), pid {mirror_pid}")
+    rd = layout.run_dir
     rd.mkdir(parents=True, exist_ok=True)
     nodes: list[Node] = []
     t_boot = progress.elapsed()
     try:
-        for name, port in paths.NODES:
+        for name, port in layout.nodes:
             kubelet_address = paths.kubelet_forward_address(name)
             for address, p in (("127.0.0.1", port), (kubelet_address, paths.KUBELET_PORT)):
                 with socket.socket() as s:
@@ -348,23 +373,27 @@ def _boot(cgroup: str, progress: Progress, timeout: float) -> LabInfo:
                      f"kubelet {kubelet_address}:{paths.KUBELET_PORT})")
         info = LabInfo(
             cgroup=cgroup, accel=accel, image=img.recipe_hash, key_path=str(paths.key_path()),
-            known_hosts=str(paths.known_hosts_path()), nodes=nodes, mirror_pid=mirror_pid,
-            mirror_root=str(paths.mirror_root()), started_at=time.time(),
+            known_hosts=str(layout.known_hosts_path), nodes=nodes, mirror_pid=mirror_pid,
+            mirror_root=str(paths.mirror_root()), mirror_url_host=layout.mirror_url_host,
+            mirror_url_guest=layout.mirror_url_guest, started_at=time.time(), layout=layout.stack,
+            arch=layout.arch,
         )
         _save_state(info)  # so that `down` can stop what was started even if the wait fails
         _wait_ready(info, progress, t_boot, timeout)
     except BaseException:
         progress("boot failed; stopping what was started")
-        _stop(LabInfo(cgroup, accel, img.recipe_hash, "", "", nodes, mirror_pid, ""), progress)
-        paths.state_path().unlink(missing_ok=True)
+        _stop(LabInfo(cgroup, accel, img.recipe_hash, "", "", nodes, mirror_pid, ""), progress, layout)
+        layout.state_path.unlink(missing_ok=True)
         raise
     info.boot_seconds = round(progress.elapsed() - t_boot, 1)
     _save_state(info)
-    progress(f"lab up: 3 VMs answering SSH {info.boot_seconds}s after start")
+    progress(f"lab up: {len(nodes)} {layout.arch} VM{'s' if len(nodes) > 1 else ''} answering SSH "
+             f"{info.boot_seconds}s after start")
     return info
 
 
 def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float) -> None:
+    layout = _layout(info.layout)
     pending = {n.name for n in info.nodes}
     last_error: dict[str, str] = {}
     deadline = time.monotonic() + timeout
@@ -372,7 +401,7 @@ def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float
         if time.monotonic() > deadline:
             why = "; ".join(f"{name}: {last_error.get(name) or 'first boot not finished'}" for name in sorted(pending))
             raise LabError(f"timed out waiting for {sorted(pending)} ({why}); "
-                           f"see the console logs in {paths.run_dir()}")
+                           f"see the console logs in {layout.run_dir}")
         for n in info.nodes:
             if n.name not in pending:
                 continue
@@ -384,7 +413,7 @@ def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float
                 continue
             if keys != n.host_keys:
                 n.host_keys, n.machine_id = keys, mid
-                _write_known_hosts([m for m in info.nodes if m.host_keys])
+                _write_known_hosts([m for m in info.nodes if m.host_keys], layout)
                 progress(f"{n.name}: first boot done, host key {n.fingerprint()}")
             r = ssh(n.name, "cat /etc/machine-id", timeout=30)
             if r.returncode == 0:
@@ -398,22 +427,23 @@ def _wait_ready(info: LabInfo, progress: Progress, t_boot: float, timeout: float
             time.sleep(2)
 
 
-def down(quiet: bool = False) -> None:
-    """Stops the control plane, the VMs and the mirror server that ``up`` started (by recorded PID)."""
+def down(quiet: bool = False, layout: paths.Layout = paths.LAB) -> None:
+    """Stops the layout's VMs and the mirror server that ``up`` started (by recorded PID), and
+    for the three-node lab its control plane."""
     progress = Progress(quiet)
-    with _locked():
-        state = _load_state()
+    with _locked(layout):
+        state = _load_state(layout)
         if state is None:
             progress("lab is not up")
-        _stop(state, progress)
-        paths.state_path().unlink(missing_ok=True)
-        paths.known_hosts_path().unlink(missing_ok=True)
+        _stop(state, progress, layout)
+        layout.state_path.unlink(missing_ok=True)
+        layout.known_hosts_path.unlink(missing_ok=True)
 
 
-def status() -> LabInfo | None:
-    """The running lab's facts, or None when nothing runs (a partly dead lab is returned as is;
+def status(layout: paths.Layout = paths.LAB) -> LabInfo | None:
+    """The running layout's facts, or None when nothing runs (a partly dead lab is returned as is;
     :func:`health` tells which parts run)."""
-    return _load_state()
+    return _load_state(layout)
 
 
 def health(info: LabInfo) -> dict[str, bool]:
@@ -433,12 +463,13 @@ def rss_mib(info: LabInfo) -> dict[str, float | None]:
 
 
 def mirror_sync() -> list[mirror.Published]:
-    return mirror.sync()
+    with mirror.locked():
+        return mirror.sync()
 
 
 def table(info: LabInfo) -> str:
     h, rss = health(info), rss_mib(info)
-    rows = [f"lab: cgroup {info.cgroup}, accel {info.accel}, image {info.image}, key {info.key_path}",
+    rows = [f"lab: {info.arch}, cgroup {info.cgroup}, accel {info.accel}, image {info.image}, key {info.key_path}",
             f"{'NAME':<11} {'SSH':<15} {'STATE':<8} {'RSS MiB':>8}  HOST KEY (ed25519)"]
     for n in info.nodes:
         fp = n.fingerprint() if n.host_keys else "-"
@@ -446,9 +477,15 @@ def table(info: LabInfo) -> str:
                     f"{rss[n.name] or 0:>8}  {fp}")
     rows.append(f"mirror: {info.mirror_url_host} (guests {info.mirror_url_guest}) "
                 f"{'running' if h['mirror'] else 'stopped'}, root {info.mirror_root}")
-    rows.append("control plane: none (python -m lab up starts it)" if info.control_plane is None
-                else control_plane_mod.describe(info.control_plane))
-    rows.append("users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh k8s-node1 [--user kube] [cmd]")
+    if info.layout == paths.LAB.stack:
+        rows.append("control plane: none (python -m lab up starts it)" if info.control_plane is None
+                    else control_plane_mod.describe(info.control_plane))
+    else:
+        lab = _load_state(paths.LAB)
+        rows.append("control plane: the three-node lab's, " + (
+            "not running (python -m lab up starts it)" if lab is None or lab.control_plane is None
+            else control_plane_mod.describe(lab.control_plane).removeprefix("control plane: ")))
+    rows.append(f"users: root, kube (sudo NOPASSWD)   e.g.  python -m lab ssh {info.nodes[0].name} [--user kube] [cmd]")
     rows.append(f"known_hosts: {info.known_hosts}")
     return "\n".join(rows)
 

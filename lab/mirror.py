@@ -2,7 +2,8 @@
 release host (``/<version>/bin/linux/<arch>/kubelet`` and ``kubelet.sha256`` holding only the
 hex digest), filled with hard links to the kubelets that ``scripts/toolchain`` built under
 ``~/.cache/homelab-kubelet/kubelet/<version>/<arch>/``, and served by ``python -m http.server``
-on 127.0.0.1:18080 (guests: http://10.0.2.2:18080).
+on 127.0.0.1:18080 (guests: http://10.0.2.2:18080); the arm64 layout serves the same directory
+from its own server on 18081 (lab/paths.py, ``Layout.mirror_port``).
 
 The mirror never makes up a kubelet: a build is published only when its ``kubelet.sha256``
 matches the file, and entries whose build is gone or changed are taken out.
@@ -10,6 +11,8 @@ matches the file, and entries whose build is gone or changed are taken out.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -18,7 +21,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +70,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, tmp)
     os.chmod(tmp, 0o755)
     tmp.replace(dst)
+
+
+@contextlib.contextmanager
+def locked(root: Path | None = None) -> Iterator[None]:
+    """Held around :func:`sync` by every lab layout: two layouts share one mirror directory."""
+    root = root or paths.mirror_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sync(builds: Path | None = None, root: Path | None = None,
@@ -132,12 +148,13 @@ def server_argv(root: Path, port: int = paths.MIRROR_PORT) -> list[str]:
     return [sys.executable, "-m", "http.server", str(port), "--bind", paths.MIRROR_BIND, "--directory", str(root)]
 
 
-def start(root: Path | None = None, port: int = paths.MIRROR_PORT) -> int:
+def start(root: Path | None = None, port: int = paths.MIRROR_PORT, log: Path | None = None) -> int:
     root = root or paths.mirror_root()
+    log = log or paths.LAB.mirror_log
     root.mkdir(parents=True, exist_ok=True)
     if port_in_use(port):
         raise RuntimeError(f"port {paths.MIRROR_BIND}:{port} is already in use by something the lab did not start")
-    pid = proc.spawn(server_argv(root, port), paths.lab_dir() / "mirror.log")
+    pid = proc.spawn(server_argv(root, port), log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if port_in_use(port):
@@ -146,4 +163,4 @@ def start(root: Path | None = None, port: int = paths.MIRROR_PORT) -> int:
             break
         time.sleep(0.2)
     proc.stop(pid, SERVER_MARKER)
-    raise RuntimeError(f"mirror HTTP server did not start; see {paths.lab_dir() / 'mirror.log'}")
+    raise RuntimeError(f"mirror HTTP server did not start; see {log}")

@@ -8,13 +8,40 @@ import shutil
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import paths, proc
-from lab.image import Image
 from lab.progress import Progress
 
-QEMU = "qemu-system-x86_64"
+if TYPE_CHECKING:
+    from lab.image import Image
+
+
+@dataclass(frozen=True)
+class Machine:
+    """How qemu emulates a node of one architecture."""
+
+    qemu: str
+    machine: str
+    #: The CPU model under TCG (KVM uses ``host``).
+    tcg_cpu: str
+    #: The serial console the kernel writes to (``console=``).
+    console: str
+    #: Kernel arguments for this machine only.
+    kernel_args: tuple[str, ...]
+    #: The Debian package with the qemu binary.
+    package: str
+
+
+MACHINES = {
+    "amd64": Machine("qemu-system-x86_64", "pc", "max", "ttyS0,115200", ("8250.nr_uarts=1",), "qemu-system-x86"),
+    # Cortex-A72 (a Raspberry Pi 4's core; ARMv8.0): `max` would add pointer authentication and
+    # SVE, which TCG emulates slowly and no lab step needs.
+    "arm64": Machine("qemu-system-aarch64", "virt", "cortex-a72", "ttyAMA0", (), "qemu-system-arm"),
+}
+QEMU = MACHINES["amd64"].qemu
 CGROUP_ARGS = {
     # Debian's default: the unified hierarchy (cgroup2fs at /sys/fs/cgroup).
     "v2": "systemd.unified_cgroup_hierarchy=1",
@@ -25,13 +52,31 @@ CGROUP_ARGS = {
 TCG = "tcg,thread=multi,tb-size=128"
 
 
-def kernel_cmdline(name: str, cgroup: str) -> str:
+def kernel_cmdline(name: str, cgroup: str, arch: str = "amd64") -> str:
+    m = MACHINES[arch]
     return " ".join([
-        "console=ttyS0,115200", "root=/dev/vda", "rw", "rootfstype=ext4", "fsck.mode=skip",
+        f"console={m.console}", "root=/dev/vda", "rw", "rootfstype=ext4", "fsck.mode=skip",
         f"systemd.hostname={name}", "systemd.show_status=false", "printk.devkmsg=on",
-        "mitigations=off", "panic=-1", "8250.nr_uarts=1",
+        "mitigations=off", "panic=-1", *m.kernel_args,
         CGROUP_ARGS[cgroup],
     ])
+
+
+def _qemu(arch: str, marker: str, accel: str, console: Path, kernel: Path, initrd: Path, append: str,
+          drive: str) -> list[str]:
+    m = MACHINES[arch]
+    return [
+        m.qemu, "-name", marker, "-uuid", str(uuid.uuid4()),
+        "-machine", m.machine, "-accel", TCG if accel == "tcg" else "kvm",
+        "-cpu", m.tcg_cpu if accel == "tcg" else "host",
+        "-smp", str(paths.VM_CPUS), "-m", str(paths.VM_MEMORY_MIB),
+        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+        "-serial", f"file:{console}", "-monitor", "none",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", append,
+        "-drive", drive,
+        "-device", "virtio-rng-pci",
+    ]
 
 
 def argv(name: str, *, image: Image, overlay: Path, console: Path, cgroup: str, accel: str,
@@ -48,16 +93,9 @@ def argv(name: str, *, image: Image, overlay: Path, console: Path, cgroup: str, 
             "-device", "virtio-net-pci,netdev=n0,romfile=",
         ]
     return [
-        QEMU, "-name", f"lab-{name}", "-uuid", str(uuid.uuid4()),
-        "-machine", "pc", "-accel", TCG if accel == "tcg" else "kvm",
-        "-cpu", "max" if accel == "tcg" else "host",
-        "-smp", str(paths.VM_CPUS), "-m", str(paths.VM_MEMORY_MIB),
-        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-        "-serial", f"file:{console}", "-monitor", "none",
-        "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-        "-append", kernel_cmdline(name, cgroup),
-        "-drive", f"file={overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        "-device", "virtio-rng-pci",
+        *_qemu(image.arch, f"lab-{name}", accel, console, image.kernel, image.initrd,
+               kernel_cmdline(name, cgroup, image.arch),
+               f"file={overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap"),
         *net,
     ]
 
@@ -72,10 +110,16 @@ def make_overlay(image: Image, overlay: Path) -> None:
 
 def choose_accel(image: Image, progress: Progress) -> str:
     """``LAB_ACCEL``: tcg (default), kvm, or auto (KVM only when a probe boot proves it works;
-    the probe's answer is cached per image)."""
+    the probe's answer is cached per image). A VM of another architecture than the host's is TCG."""
+    from lab.image import host_arch
+
     want = os.environ.get("LAB_ACCEL", "tcg").strip().lower() or "tcg"
     if want not in ("tcg", "kvm", "auto"):
         raise ValueError(f"LAB_ACCEL must be tcg, kvm or auto, not {want!r}")
+    if image.arch != host_arch():
+        if want == "kvm":
+            raise ValueError(f"LAB_ACCEL=kvm cannot run a {image.arch} VM on this {host_arch()} host")
+        return "tcg"
     if want != "auto":
         return want
     cache = paths.lab_dir() / "kvm-probe.json"

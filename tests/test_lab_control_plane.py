@@ -8,9 +8,10 @@ import ipaddress
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
-from lab import api, paths, relay, vm
+from lab import api, image, paths, relay, vm
 from lab import control_plane as cp_mod
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,11 +86,17 @@ def test_the_control_planes_hosts_file_names_the_nodes_first() -> None:
 
 
 def test_each_vm_forwards_its_kubelet_port_to_its_own_loopback_address(tmp_path: Path) -> None:
-    image = type("Image", (), {"kernel": tmp_path / "k", "initrd": tmp_path / "i"})()
-    argv = vm.argv("k8s-node1", image=image, overlay=tmp_path / "o", console=tmp_path / "c",
+    amd = image.Image(tmp_path, tmp_path / "k", tmp_path / "i", tmp_path / "d", "h")
+    argv = vm.argv("k8s-node1", image=amd, overlay=tmp_path / "o", console=tmp_path / "c",
                    cgroup="v2", accel="tcg", ssh_port=2222, kubelet_address=paths.kubelet_forward_address("k8s-node1"))
     assert argv[argv.index("-netdev") + 1] == (
         "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.3:10250-:10250")
+    # The arm64 node's too, at the next address.
+    arm = image.Image(tmp_path, tmp_path / "k", tmp_path / "i", tmp_path / "d", "h", "arm64")
+    argv = vm.argv("k8s-node3", image=arm, overlay=tmp_path / "o", console=tmp_path / "c",
+                   cgroup="v2", accel="tcg", ssh_port=2224, kubelet_address=paths.kubelet_forward_address("k8s-node3"))
+    assert argv[argv.index("-netdev") + 1] == (
+        "user,id=n0,hostfwd=tcp:127.0.0.1:2224-:22,hostfwd=tcp:127.0.0.5:10250-:10250")
 
 
 def test_the_lab_state_keeps_the_control_plane_and_reads_an_older_state(tmp_path: Path) -> None:
@@ -103,6 +110,23 @@ def test_the_lab_state_keeps_the_control_plane_and_reads_an_older_state(tmp_path
     loaded = api.LabInfo.from_dict(older)
     assert loaded.control_plane is None and loaded.nodes[0].kubelet_address == ""
     assert "control plane: none" in api.table(loaded)
+
+
+def test_the_arm64_layout_neither_starts_nor_stops_the_control_plane(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="the arm64 layout neither starts nor stops it"):
+        api.up(layout=paths.ARM64, control_plane=False)
+    # Its table names the three-node lab's control plane, which it registers with.
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path / "cache"))
+    node = api.Node(name="k8s-node3", port=2224, pid=1, console_log="c", overlay="o", kubelet_address="127.0.0.5")
+    arm = api.LabInfo(cgroup="v2", accel="tcg", image="x", key_path="k", known_hosts="h", nodes=[node], mirror_pid=2,
+                      mirror_root="m", layout=paths.ARM64.stack, arch="arm64")
+    assert "control plane: the three-node lab's, not running (python -m lab up starts it)" in api.table(arm)
+    paths.lab_dir().mkdir(parents=True)
+    lab = api.LabInfo(cgroup="v2", accel="tcg", image="x", key_path="k", known_hosts="h", nodes=[], mirror_pid=2,
+                      mirror_root="m", control_plane=lab_cp(tmp_path))
+    api._save_state(lab)
+    assert "control plane: the three-node lab's, https://127.0.0.1:6443 (guests https://10.0.2.2:6443)" in api.table(arm)
 
 
 def test_the_rbac_manifest_binds_the_kubelet_api_to_the_api_servers_kubelet_client() -> None:

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ from components.settings import (
     pod_cidr_overlaps,
     resolve_host_keys,
 )
-from tests.stack_config import REPO, homelab_config, load_stack_config
+from tests.stack_config import homelab_config, load_stack_config
 
 Raw = dict[str, Any]
 # A real ed25519 public key (made up for these tests).
@@ -1125,20 +1126,23 @@ def test_no_known_key_is_refused_unless_insecure() -> None:
     assert len(warnings) == 2 and "NOT verified" in warnings[0]
 
 
-def test_the_lab_stack_reads_the_known_hosts_the_lab_writes(tmp_path: Any, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("stack", ["lab", "lab-arm64"])
+def test_the_lab_stack_reads_the_known_hosts_the_lab_writes(stack: str, tmp_path: Any, monkeypatch: Any) -> None:
     from lab import api as lab_api
     from lab import paths as lab_paths
 
+    layout = next(layout for layout in lab_paths.LAYOUTS if layout.stack == stack)
     monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path))
-    lab_paths.lab_dir().mkdir(parents=True)
+    layout.dir.mkdir(parents=True)
     nodes = [lab_api.Node(name=name, port=port, pid=0, console_log="", overlay="",
                           host_keys=[_openssh_public_key(ed25519.Ed25519PrivateKey.generate())])
-             for name, port in lab_paths.NODES]
-    lab_api._write_known_hosts(nodes)
-    raw = load_stack_config(REPO / "Pulumi.lab.yaml")
-    assert raw["ssh"]["knownHostsFile"] == "~/.cache/homelab-kubelet/lab/known_hosts"
-    raw["ssh"]["knownHostsFile"] = str(lab_paths.known_hosts_path())
-    # The lab stack imports the lab's CA: scripts/up, README's session and the e2e harness set its secrets.
+             for name, port in layout.nodes]
+    lab_api._write_known_hosts(nodes, layout)
+    raw = load_stack_config(layout.stack_file)
+    home_cache = Path("~/.cache/homelab-kubelet")
+    assert raw["ssh"]["knownHostsFile"] == str(home_cache / layout.known_hosts_path.relative_to(tmp_path))
+    raw["ssh"]["knownHostsFile"] = str(layout.known_hosts_path)
+    # Both lab stacks import the lab's CA: scripts/up, README's session and the e2e harness set its secrets.
     settings, warnings = resolve_host_keys(parse_settings(raw, frozenset({"caCertPem", "caKeyPem"})))
     assert [node.host_key for node in settings.nodes] == [node.host_keys[0] for node in nodes]
     assert warnings == []

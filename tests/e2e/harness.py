@@ -2,7 +2,8 @@
 
 The project is copied unmodified into a temp dir with a file backend beside it, and each
 operation is the CLI's in that directory, as a user's (tests/workspace.py: a LocalWorkspace on the
-copy; the CLI reads its Pulumi.yaml and Pulumi.lab.yaml, the language host runs its __main__.py).
+copy; the CLI reads its Pulumi.yaml and the stack's file, Pulumi.lab.yaml or Pulumi.lab-arm64.yaml,
+the language host runs its __main__.py).
 """
 
 from __future__ import annotations
@@ -64,18 +65,20 @@ def _event_dict(event: auto.EngineEvent) -> dict[str, Any]:
 
 
 class LabStack:
-    def __init__(self, work: Path, info: lab.LabInfo, state_dir: Path | None = None) -> None:
+    def __init__(self, work: Path, info: lab.LabInfo, state_dir: Path | None = None, stack: str = "lab") -> None:
         """A checkout of the project in `work`, with its own file backend there unless `state_dir`
-        names another's (two checkouts of one stack)."""
+        names another's (two checkouts of one stack); `stack` is the lab layout's (lab, lab-arm64)."""
         self.info = info
-        self.project = copy_project(work / "project", ("Pulumi.lab.yaml",))
+        self.project = copy_project(work / "project", (f"Pulumi.{stack}.yaml",))
         self.state_dir = state_dir or work / "state"
         self.runs: list[Run] = []
-        self.stack = project_stack(self.project, "lab", self.state_dir, PASSPHRASE)
+        self.stack = project_stack(self.project, stack, self.state_dir, PASSPHRASE)
+        #: The layout's nodes, the only ones `fresh_nodes` touches.
+        self.nodes = [node.name for node in info.nodes]
         # Pin each VM's SSH host key: the provider then refuses any other host.
         for index, node in enumerate(info.nodes):
             self.set(f"nodes[{index}].hostKey", node.host_key("ssh-ed25519"))
-        # The lab stack imports the CA of the lab's control plane (pki.importCa), as a homelab
+        # Both lab stacks import the CA of the lab's control plane (pki.importCa), as a homelab
         # imports its cluster's: `pulumi config set --secret caKeyPem < ca-key.pem`.
         for key, pem in zip(("caCertPem", "caKeyPem"), lab_control_plane.lab_pki().ca_pems(), strict=True):
             self.set_secret_from_stdin(key, pem)
@@ -182,7 +185,7 @@ class LabStack:
 
     def fresh_nodes(self) -> None:
         """Bare nodes and a state that knows it: the next `up` is a fresh apply on every node."""
-        reset_nodes()
+        reset_nodes(self.nodes)
         self.forget_remote_steps()
 
     def state_text(self) -> str:

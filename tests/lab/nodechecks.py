@@ -75,8 +75,8 @@ def check_guest_fetches_from_mirror(info: api.LabInfo) -> None:
     mirror.sync(log=lambda _m: None)
     want = (root / (mirror.PROBE_REL + ".sha256")).read_text().strip()
     for n in info.nodes:
-        r = api.ssh(n.name, f"curl -fsS {paths.MIRROR_URL_GUEST}/{mirror.PROBE_REL} | sha256sum; "
-                            f"curl -fsS {paths.MIRROR_URL_GUEST}/{mirror.PROBE_REL}.sha256")
+        r = api.ssh(n.name, f"curl -fsS {info.mirror_url_guest}/{mirror.PROBE_REL} | sha256sum; "
+                            f"curl -fsS {info.mirror_url_guest}/{mirror.PROBE_REL}.sha256")
         assert r.returncode == 0, r.stderr
         got, published = r.stdout.split()[0], r.stdout.split()[-1]
         assert got == want == published

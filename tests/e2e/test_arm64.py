@@ -1,0 +1,113 @@
+"""End to end on the emulated arm64 node: `pulumi up --stack lab-arm64` for real (CLI, plugins,
+the arm64 kubelet from the arm64 layout's own mirror server) on k8s-node3.
+
+Marked ``arm64``: deselected unless asked for (tests/conftest.py); `scripts/test-arm64` runs it.
+The tests run in order against one stack: fresh up (preflight facts, the arm64 download, a
+healthy kubelet in kube.slice with the reservations enforced), a no-op re-apply, a wrong
+`arch` refused by preflight before anything is written, destroy. The stack imports the lab
+control plane's CA (pki.importCa, as the lab stack); the node's registration is not checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from pulumi import automation as auto
+
+from components import node_scripts
+from components.quantities import to_bytes
+from lab import api as lab
+from lab import health, paths
+from tests.e2e.harness import LabStack, kubelet_start_stamp, node_ssh, reset_nodes
+from tests.toolchain import require_kubelet
+
+pytestmark = [pytest.mark.e2e, pytest.mark.arm64]
+
+NODE = "k8s-node3"
+VERSION = "v1.30.1"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
+    require_kubelet(VERSION, "arm64")
+    state = lab.status(paths.ARM64)
+    was_up = state is not None and all(lab.health(state).values())
+    info = lab.up(layout=paths.ARM64)
+    lab.mirror_sync()
+    reset_nodes([NODE])
+    yield LabStack(tmp_path_factory.mktemp("e2e-arm64"), info, stack=paths.ARM64.stack)
+    reset_nodes([NODE])
+    if not was_up and os.environ.get("LAB_KEEP") != "1":
+        lab.down(layout=paths.ARM64)
+
+
+def pinned_digest(stack: LabStack) -> str:
+    return str(stack.config_object("kubernetes")["kubeletSha256"]["arm64"][VERSION])
+
+
+def test_fresh_up_converges_on_arm64(stack: LabStack) -> None:
+    since = node_ssh(NODE, "date +%s")
+    run = stack.up()
+    assert run.changed(), "a fresh up creates resources"
+    # Preflight's facts (the stack's `nodes` output): the node's own arch, as read on the node.
+    facts = stack.stack.outputs()["nodes"].value[NODE]["facts"]
+    assert (facts["node"], facts["arch"]) == (NODE, "arm64")
+    assert facts["kernel"].endswith("-arm64") and facts["cgroupVersion"] == "v2"
+    # Install: the arm64 binary from the layout's mirror, checked against the pinned digest.
+    url = f"{paths.ARM64.mirror_url_guest}/{VERSION}/bin/linux/arm64/kubelet"
+    digest = pinned_digest(stack)
+    assert node_ssh(NODE, "sha256sum /usr/bin/kubelet").split()[0] == digest
+    assert node_ssh(NODE, "/usr/bin/kubelet --version") == f"Kubernetes {VERSION}"
+    served = (paths.mirror_root() / VERSION / "bin/linux/arm64/kubelet.sha256").read_text()
+    assert served == digest
+    assert f'"GET /{VERSION}/bin/linux/arm64/kubelet HTTP/1.1" 200' in paths.ARM64.mirror_log.read_text()
+    install_log = stack.step_output(f"{NODE}-{node_scripts.INSTALL_KUBELET}", "stderr")
+    assert f"[{NODE}] installed kubelet {VERSION} (arm64) from {url}, sha256 {digest}" in install_log
+    # A healthy kubelet in kube.slice with the reservations enforced.
+    sample = health.sample(node_ssh(NODE, health.show_command("kubelet.service")),
+                           node_ssh(NODE, "curl -fsS http://127.0.0.1:10248/healthz"))
+    assert health.is_running(sample.active_state) and sample.healthz == "ok"
+    assert node_ssh(NODE, "systemctl show -p ControlGroup --value kubelet.service") == "/kube.slice/kubelet.service"
+    assert node_ssh(NODE, "systemctl show -p ControlGroup --value containerd.service") == "/kube.slice/containerd.service"
+    reservations = stack.config_object("reservations")
+    assert int(node_ssh(NODE, "cat /sys/fs/cgroup/kube.slice/memory.max")) == to_bytes(
+        reservations["kubeReserved"]["memory"])
+    assert int(node_ssh(NODE, "cat /sys/fs/cgroup/system.slice/memory.max")) == to_bytes(
+        reservations["systemReserved"]["memory"])
+    kubelet_journal = node_ssh(NODE, f"journalctl -u kubelet.service --since @{since} --no-pager -o cat")
+    assert "Failed to start ContainerManager" not in kubelet_journal
+    assert not re.search(r"^F\d{4} ", kubelet_journal, re.MULTILINE)
+
+
+def test_second_up_runs_nothing_and_restarts_nothing(stack: LabStack) -> None:
+    before = kubelet_start_stamp(NODE)
+    run = stack.up()
+    assert run.changed() == {}
+    assert kubelet_start_stamp(NODE) == before
+
+
+def test_wrong_arch_fails_preflight(stack: LabStack) -> None:
+    stack.fresh_nodes()
+    stack.set("nodes[0].arch", "amd64")
+    try:
+        with pytest.raises(auto.errors.CommandError) as failure:
+            stack.up()
+    finally:
+        stack.set("nodes[0].arch", "arm64")
+    message = str(failure.value)
+    assert f"ERROR [{NODE}] preflight: arch: the node is aarch64 (arm64) but the stack says arch: amd64" in message
+    assert node_ssh(NODE, "ls /var/lib/kubelet /usr/bin/kubelet /etc/systemd/system/kubelet.service "
+                          "2>/dev/null || true") == ""
+
+
+def test_destroy_removes_what_the_program_wrote(stack: LabStack) -> None:
+    stack.up()
+    stack.destroy(exclude_protected=True)
+    # What the program wrote is gone (the kubelet's own runtime dirs under /var/lib/kubelet stay).
+    assert node_ssh(NODE, "ls -d /usr/bin/kubelet /var/lib/kubelet/kubeconfig /var/lib/kubelet/kubelet-config.yaml "
+                          "/etc/systemd/system/kubelet.service /var/lib/kubernetes/ca.pem 2>/dev/null || true") == ""
+    assert lab.ssh(NODE, "systemctl is-active kubelet.service").stdout.strip() != "active"
+    assert node_ssh(NODE, "systemctl is-active containerd") == "active"
