@@ -309,14 +309,17 @@ def up(cgroup: str = "v2", quiet: bool = False, timeout: float | None = None,
 
 
 def _control_plane(info: LabInfo, wanted: bool, progress: Progress) -> None:
-    """Starts the control plane unless it runs (or stops it when not `wanted`); saves the state."""
+    """Starts the control plane unless it runs for the lab's nodes (or stops it when not
+    `wanted`); saves the state."""
     cp = info.control_plane
     if cp is not None and wanted and all(control_plane_mod.alive(cp).values()):
-        progress(f"control plane already running ({cp.url}); admin kubeconfig {cp.admin_kubeconfig}")
-        return
+        if cp.kubelet_addresses == dict(control_plane_mod.lab_facts().kubelet_addresses):
+            progress(f"control plane already running ({cp.url}); admin kubeconfig {cp.admin_kubeconfig}")
+            return
+        progress("control plane runs for other nodes than the lab's (an older lab); starting it again")
+    elif cp is not None and wanted:
+        progress("control plane partly down; starting it again")
     if cp is not None:
-        if wanted:
-            progress("control plane partly down; starting it again")
         control_plane_mod.stop(cp, progress)
         info.control_plane = None
         _save_state(info)

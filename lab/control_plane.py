@@ -96,7 +96,7 @@ class ControlPlaneError(RuntimeError):
 @dataclass(frozen=True)
 class Facts:
     """What the control plane is made for: the lab stack's cluster (lab/paths.py reads them from
-    Pulumi.lab.yaml) and the host addresses of the kubelets."""
+    Pulumi.lab.yaml) and the host addresses of the kubelets (every lab layout's nodes)."""
 
     version: str
     cluster_domain: str
@@ -150,12 +150,14 @@ def covering_network(cidrs: Iterable[str]) -> ipaddress.IPv4Network | ipaddress.
 
 
 def lab_facts() -> Facts:
+    """The lab's: every layout's nodes (the three amd64 VMs and the arm64 node k8s-node3), so a
+    node of either layout registers and the API server reaches its kubelet by name."""
     return Facts(
         version=paths.KUBERNETES_VERSION,
         cluster_domain=paths.CLUSTER_DOMAIN,
         cluster_dns=paths.CLUSTER_DNS,
-        pod_cidrs=tuple(paths.POD_CIDRS[name] for name in paths.NODE_NAMES),
-        kubelet_addresses=tuple((name, paths.kubelet_forward_address(name)) for name in paths.NODE_NAMES),
+        pod_cidrs=tuple(paths.POD_CIDRS[name] for name in paths.ALL_NODE_NAMES),
+        kubelet_addresses=tuple((name, paths.kubelet_forward_address(name)) for name in paths.ALL_NODE_NAMES),
     )
 
 

@@ -122,13 +122,15 @@ def layout_of(name: str) -> Layout:
 #: What the control plane (lab/control_plane.py) takes from the lab stack: the Kubernetes version
 #: (the kubelet's; the control plane is built at the same one), the API server URL the kubelets
 #: dial, the cluster DNS domain and IPs (Pulumi.lab-arm64.yaml has the same, a test holds it), and
-#: each node's pod CIDR.
+#: every layout's node's pod CIDR: the arm64 node joins the same control plane.
 _KUBERNETES: dict[str, Any] = LAB.config["homelab-kubelet:kubernetes"]
 KUBERNETES_VERSION: str = _KUBERNETES["version"]
 API_SERVER_URL: str = _KUBERNETES["apiServer"]
 CLUSTER_DOMAIN: str = _KUBERNETES["clusterDomain"]
 CLUSTER_DNS: tuple[str, ...] = tuple(_KUBERNETES["clusterDNS"])
-POD_CIDRS: dict[str, str] = {node["name"]: node["podCIDR"] for node in LAB.config["homelab-kubelet:nodes"]}
+POD_CIDRS: dict[str, str] = {
+    node["name"]: node["podCIDR"] for layout in LAYOUTS for node in layout.config["homelab-kubelet:nodes"]
+}
 
 #: Each VM's kubelet port is forwarded to a loopback address of its own on the host
 #: (127.0.0.2, 127.0.0.3, ... in the order of ALL_NODE_NAMES: the three-node lab's 127.0.0.2-4,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from lab import api, image, paths, relay, vm
 from lab import control_plane as cp_mod
+from lab.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,19 +28,21 @@ def lab_cp(tmp_path: Path) -> cp_mod.ControlPlane:
 
 def test_the_facts_come_from_the_lab_stack() -> None:
     config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())["config"]
+    arm64 = yaml.safe_load((REPO / "Pulumi.lab-arm64.yaml").read_text())["config"]
     facts = cp_mod.lab_facts()
     assert facts.version == config["homelab-kubelet:kubernetes"]["version"]
     assert cp_mod.lab_ports().apiserver == 6443 and config["homelab-kubelet:kubernetes"]["apiServer"].endswith(":6443")
     for dns in config["homelab-kubelet:kubernetes"]["clusterDNS"]:
         assert ipaddress.ip_address(dns) in facts.service_cidr
     assert str(facts.service_cidr) == "10.32.0.0/24" and facts.kubernetes_service_ip == "10.32.0.1"
-    for node in config["homelab-kubelet:nodes"]:
+    # The arm64 node (Pulumi.lab-arm64.yaml) joins the same control plane.
+    for node in config["homelab-kubelet:nodes"] + arm64["homelab-kubelet:nodes"]:
         assert ipaddress.ip_network(node["podCIDR"]).subnet_of(facts.cluster_cidr)  # type: ignore[arg-type]
     assert (str(facts.cluster_cidr), facts.node_cidr_mask_size) == ("10.200.0.0/22", 24)
     assert facts.kubelet_addresses == (("k8s-master", "127.0.0.2"), ("k8s-node1", "127.0.0.3"),
-                                       ("k8s-node2", "127.0.0.4"))
+                                       ("k8s-node2", "127.0.0.4"), ("k8s-node3", "127.0.0.5"))
     assert facts.namespace_addresses == (("k8s-master", "198.18.0.2"), ("k8s-node1", "198.18.0.3"),
-                                         ("k8s-node2", "198.18.0.4"))
+                                         ("k8s-node2", "198.18.0.4"), ("k8s-node3", "198.18.0.5"))
 
 
 def test_covering_network() -> None:
@@ -75,14 +79,15 @@ def test_the_relay_carries_the_host_ports_in_and_the_node_addresses_out(tmp_path
         "host:127.0.0.1:6443=cp:127.0.0.1:6443", "host:127.0.0.1:12379=cp:127.0.0.1:12379",
         "host:127.0.0.1:10257=cp:127.0.0.1:10257",
         "cp:198.18.0.2:10250=host:127.0.0.2:10250", "cp:198.18.0.3:10250=host:127.0.0.3:10250",
-        "cp:198.18.0.4:10250=host:127.0.0.4:10250",
+        "cp:198.18.0.4:10250=host:127.0.0.4:10250", "cp:198.18.0.5:10250=host:127.0.0.5:10250",
     ]
     assert "--netns=/proc/4242/ns/net" in argv
 
 
 def test_the_control_planes_hosts_file_names_the_nodes_first() -> None:
     lines = cp_mod.hosts_file(cp_mod.lab_facts()).splitlines()
-    assert lines[1:4] == ["198.18.0.2 k8s-master", "198.18.0.3 k8s-node1", "198.18.0.4 k8s-node2"]
+    assert lines[1:5] == ["198.18.0.2 k8s-master", "198.18.0.3 k8s-node1", "198.18.0.4 k8s-node2",
+                          "198.18.0.5 k8s-node3"]
 
 
 def test_each_vm_forwards_its_kubelet_port_to_its_own_loopback_address(tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_each_vm_forwards_its_kubelet_port_to_its_own_loopback_address(tmp_path:
                    cgroup="v2", accel="tcg", ssh_port=2222, kubelet_address=paths.kubelet_forward_address("k8s-node1"))
     assert argv[argv.index("-netdev") + 1] == (
         "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.3:10250-:10250")
-    # The arm64 node's too, at the next address.
+    # The arm64 node's too (the next address): the control plane reaches it like the others.
     arm = image.Image(tmp_path, tmp_path / "k", tmp_path / "i", tmp_path / "d", "h", "arm64")
     argv = vm.argv("k8s-node3", image=arm, overlay=tmp_path / "o", console=tmp_path / "c",
                    cgroup="v2", accel="tcg", ssh_port=2224, kubelet_address=paths.kubelet_forward_address("k8s-node3"))
@@ -110,6 +115,46 @@ def test_the_lab_state_keeps_the_control_plane_and_reads_an_older_state(tmp_path
     loaded = api.LabInfo.from_dict(older)
     assert loaded.control_plane is None and loaded.nodes[0].kubelet_address == ""
     assert "control plane: none" in api.table(loaded)
+
+
+THREE_NODES = {"k8s-master": "127.0.0.2", "k8s-node1": "127.0.0.3", "k8s-node2": "127.0.0.4"}
+
+
+def test_a_running_control_plane_without_the_arm64_node_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A control plane started before k8s-node3 was a lab node (its hosts file and relay do not
+    know it) is restarted by `up`; one that knows every node is kept."""
+    monkeypatch.setenv("HOMELAB_KUBELET_CACHE", str(tmp_path / "cache"))
+    paths.lab_dir().mkdir(parents=True)
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    def start(directory: Path, ports: cp_mod.Ports, facts: cp_mod.Facts | None = None,
+              progress: object = None, record: Callable[[cp_mod.ControlPlane], None] = lambda _cp: None,
+              ) -> cp_mod.ControlPlane:
+        started = lab_cp(tmp_path)
+        started.kubelet_addresses = dict((facts or cp_mod.lab_facts()).kubelet_addresses)
+        calls.append(("start", started.kubelet_addresses))
+        record(started)
+        return started
+
+    monkeypatch.setattr(cp_mod, "alive", lambda cp: dict.fromkeys(cp.pids(), True))
+    monkeypatch.setattr(cp_mod, "stop", lambda cp, progress=None: calls.append(("stop", cp.kubelet_addresses)))
+    monkeypatch.setattr(cp_mod, "start", start)
+    older = lab_cp(tmp_path)
+    older.kubelet_addresses = dict(THREE_NODES)
+    info = api.LabInfo(cgroup="v2", accel="tcg", image="x", key_path="k", known_hosts="h", nodes=[], mirror_pid=2,
+                       mirror_root="m", control_plane=older)
+    api._control_plane(info, True, Progress())
+    every_node = {**THREE_NODES, "k8s-node3": "127.0.0.5"}
+    assert calls == [("stop", THREE_NODES), ("start", every_node)]
+    assert "control plane runs for other nodes than the lab's (an older lab); starting it again" in capsys.readouterr().out
+    assert info.control_plane is not None and info.control_plane.kubelet_addresses == every_node
+    assert api.status() == info  # saved
+    calls.clear()
+    api._control_plane(info, True, Progress())
+    assert calls == []
+    assert "control plane already running" in capsys.readouterr().out
 
 
 def test_the_arm64_layout_neither_starts_nor_stops_the_control_plane(tmp_path: Path,

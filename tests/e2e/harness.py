@@ -257,8 +257,10 @@ def kubectl_json(cp: lab_control_plane.ControlPlane, *args: str, kubeconfig: Pat
     return json.loads(kubectl(cp, *args, "-o", "json", kubeconfig=kubeconfig))
 
 
-def forget_registered_nodes(cp: lab_control_plane.ControlPlane) -> None:
-    """Delete every Node and node Lease from the API server (after reset_nodes stopped the
-    kubelets): the next `up` registers each node anew, with the stack's labels and taints."""
-    kubectl(cp, "delete", "nodes", "--all", "--wait=true")
-    kubectl(cp, "delete", "leases", "--all", "-n", "kube-node-lease", "--wait=true")
+def forget_registered_nodes(cp: lab_control_plane.ControlPlane, names: Iterable[str] = NODES) -> None:
+    """Delete the Nodes and node Leases of `names` (a layout's nodes) from the API server (after
+    reset_nodes stopped their kubelets): the next `up` registers each anew, with the stack's
+    labels and taints. The other layout's node, registered with the same control plane, stays."""
+    names = list(names)
+    kubectl(cp, "delete", "nodes", *names, "--ignore-not-found", "--wait=true")
+    kubectl(cp, "delete", "leases", *names, "-n", "kube-node-lease", "--ignore-not-found", "--wait=true")

@@ -178,8 +178,10 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
 
 
 def node_objects(stack: LabStack) -> dict[str, dict[str, Any]]:
+    """This stack's Nodes (the arm64 node, of the other lab stack, registers with the same
+    control plane when it runs)."""
     items = kubectl_json(control_plane(stack.info), "get", "nodes")["items"]
-    return {item["metadata"]["name"]: item for item in items}
+    return {item["metadata"]["name"]: item for item in items if item["metadata"]["name"] in NODES}
 
 
 def lease_renewals(stack: LabStack) -> dict[str, tuple[str, datetime.datetime]]:

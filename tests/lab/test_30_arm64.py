@@ -1,6 +1,6 @@
 """The emulated arm64 node (``python -m lab up --arm64``: k8s-node3, qemu-system-aarch64, TCG).
 
-Marked ``arm64`` as well as ``lab``: its image build (about 45 min the first time) and boot do not
+Marked ``arm64`` as well as ``lab``: its image build (15-16 min the first time) and boot do not
 fit CI's budget, so a plain run deselects it (tests/conftest.py); `scripts/test-arm64` runs it.
 The layout is stopped at the end unless it was up before (or LAB_KEEP=1).
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import api, paths
+from lab import api, paths, proc
 from tests.lab import nodechecks
 
 pytestmark = [pytest.mark.lab, pytest.mark.arm64]
@@ -90,3 +90,11 @@ def test_guest_fetches_from_its_mirror(lab_arm64: api.LabInfo) -> None:
 
 def test_its_mirror_serves_the_arm64_kubelet(lab_arm64: api.LabInfo) -> None:
     nodechecks.check_host_mirror_serves_real_kubelets(lab_arm64)
+
+
+def test_its_kubelet_port_is_forwarded_to_its_own_loopback_address(lab_arm64: api.LabInfo) -> None:
+    # The lab's control plane reaches k8s-node3's kubelet there (its relay; docs/lab.md).
+    n = lab_arm64.node(NODE)
+    assert n.kubelet_address == paths.kubelet_forward_address(NODE) == "127.0.0.5"
+    netdevs = [a for a in proc.cmdline(n.pid) if a.startswith("user,id=n0,")]
+    assert netdevs == [f"user,id=n0,hostfwd=tcp:127.0.0.1:{n.port}-:22,hostfwd=tcp:127.0.0.5:10250-:10250"]
