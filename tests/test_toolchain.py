@@ -308,25 +308,28 @@ def test_tls_plugin_signs_node_certificates_with_an_imported_lab_ca(tmp_path: Pa
         stack.workspace.remove_stack("import")
 
 
-def test_the_lab_ca_goes_into_a_copy_of_the_lab_stack_file_as_scripts_up_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stack", ["lab", "lab-arm64"])
+def test_the_lab_ca_goes_into_a_copy_of_the_lab_stack_file_as_scripts_up_does(stack: str, tmp_path: Path) -> None:
     """scripts/up's import of the lab CA: `python -m lab ca cert|key` piped into
     `pulumi config set --secret --config-file COPY`, read back with the real CLI; the tracked
-    Pulumi.lab.yaml is not touched."""
+    stack file (Pulumi.lab.yaml, Pulumi.lab-arm64.yaml: its committed salt is the fixed
+    passphrase's) is not touched."""
     from lab import control_plane
 
     cli = pulumi_cli()
     repo = Path(__file__).resolve().parent.parent
-    tracked = (repo / "Pulumi.lab.yaml").read_bytes()
+    stack_file = repo / f"Pulumi.{stack}.yaml"
+    tracked = stack_file.read_bytes()
     env = {**env_with_toolchain(), "HOMELAB_KUBELET_CACHE": str(tmp_path / "cache"),
            "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}", "PULUMI_CONFIG_PASSPHRASE": "homelab-kubelet-lab"}
     (tmp_path / "state").mkdir()
-    config_file = tmp_path / "Pulumi.lab.yaml"
+    config_file = tmp_path / stack_file.name
     script = (
         "set -euo pipefail\n"
-        f"pulumi stack select --create lab --cwd {repo} >/dev/null 2>&1 || pulumi stack init lab >/dev/null\n"
-        f"cp {repo}/Pulumi.lab.yaml {config_file}\n"
-        f"{sys.executable} -m lab ca cert | pulumi config set --secret --stack lab --config-file {config_file} caCertPem\n"
-        f"{sys.executable} -m lab ca key | pulumi config set --secret --stack lab --config-file {config_file} caKeyPem\n"
+        f"pulumi stack select --create {stack} --cwd {repo} >/dev/null 2>&1 || pulumi stack init {stack} >/dev/null\n"
+        f"cp {stack_file} {config_file}\n"
+        f"{sys.executable} -m lab ca cert | pulumi config set --secret --stack {stack} --config-file {config_file} caCertPem\n"
+        f"{sys.executable} -m lab ca key | pulumi config set --secret --stack {stack} --config-file {config_file} caKeyPem\n"
     )
     made = subprocess.run(["bash", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
@@ -336,8 +339,8 @@ def test_the_lab_ca_goes_into_a_copy_of_the_lab_stack_file_as_scripts_up_does(tm
         assert set(document["config"][f"homelab-kubelet:{key}"]) == {"secure"}, key
     assert document["config"]["homelab-kubelet:pki"] == {"importCa": True}
     env_pki = tmp_path / "cache" / "lab" / "run" / "control-plane" / "pki"
-    read = subprocess.run([cli, "config", "get", "caKeyPem", "--stack", "lab", "--config-file", str(config_file)],
+    read = subprocess.run([cli, "config", "get", "caKeyPem", "--stack", stack, "--config-file", str(config_file)],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == control_plane.Pki(env_pki).ca_key.read_text().strip()
-    assert (repo / "Pulumi.lab.yaml").read_bytes() == tracked
+    assert stack_file.read_bytes() == tracked
