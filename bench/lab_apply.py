@@ -38,8 +38,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.program_scale import load1, machine, proc_status_kb, sampling
 from bench.runbook_plain import plain_script
 from components.node_scripts import STEP_NAMES
@@ -212,11 +210,10 @@ def timed(action: Callable[[], object]) -> float:
 
 def plain_runs(stack: LabStack, outputs: Result, wait_healthy: bool) -> Result:
     """The runbook's plain script on the three nodes at once, one SSH session each."""
-    # The stack's secrets (the imported lab CA) are ciphertext in its file: name them as present.
-    document = yaml.safe_load(stack.stack_file.read_text())
-    secrets = frozenset(key.split(":", 1)[1] for key, value in document["config"].items()
-                        if isinstance(value, dict) and "secure" in value)
-    settings = parse_settings(load_stack_config(stack.stack_file), secrets_present=secrets)
+    # The stack's secrets (the imported lab CA) stay ciphertext (`{"secure": ...}`): name them present.
+    config = load_stack_config(stack.stack_file)
+    secrets = frozenset(key for key, value in config.items() if isinstance(value, dict) and "secure" in value)
+    settings = parse_settings(config, secrets_present=secrets)
     scripts = {
         node.name: plain_script(settings, node, ca_pem=outputs["caCertificate"],
                                 kubeconfig=outputs["kubeconfigs"][node.name], wait_healthy=wait_healthy)

@@ -73,7 +73,6 @@ SYSTEM_CGROUPS_CREATED = (
     "grep -l ':/systemd/' /proc/[0-9]*/cgroup 2>/dev/null; true"
 )
 
-
 SYSTEM_RESERVED_BELOW_USAGE = BASE + """\
 systemReserved:
   cpu: 100m
@@ -197,8 +196,6 @@ def system_slice_memory(node: str, cgroup: str) -> int:
     path = ("/sys/fs/cgroup/system.slice/memory.current" if cgroup == "v2"
             else "/sys/fs/cgroup/memory/system.slice/memory.usage_in_bytes")
     return int(api.ssh(node, f"cat {path}", check=True).stdout)
-
-
 
 
 def check_runbook_system_cgroups(node: str) -> None:
