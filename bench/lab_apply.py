@@ -210,7 +210,10 @@ def timed(action: Callable[[], object]) -> float:
 
 def plain_runs(stack: LabStack, outputs: Result, wait_healthy: bool) -> Result:
     """The runbook's plain script on the three nodes at once, one SSH session each."""
-    settings = parse_settings(load_stack_config(stack.stack_file))
+    # The stack's secrets (the imported lab CA) stay ciphertext (`{"secure": ...}`): name them present.
+    config = load_stack_config(stack.stack_file)
+    secrets = frozenset(key for key, value in config.items() if isinstance(value, dict) and "secure" in value)
+    settings = parse_settings(config, secrets_present=secrets)
     scripts = {
         node.name: plain_script(settings, node, ca_pem=outputs["caCertificate"],
                                 kubeconfig=outputs["kubeconfigs"][node.name], wait_healthy=wait_healthy)

@@ -161,7 +161,11 @@ def test_preview_diff_of_a_new_stack_shows_each_nodes_planned_steps(tmp_path: Pa
     for node in NODES:
         for step in node_scripts.STEP_NAMES:
             assert f"command:remote:Command::{node}-{step}]" in out, (node, step)
-        assert f"# homelab-kubelet: preflight on node {node}" in out  # the step's script, in its stdin
+        # The step's script, in its stdin: node-address's is known before anything runs. Preflight's
+        # stdin also carries the CA (its version-skew check trusts it), which a new stack with a
+        # generated CA (this one) makes in the same run, so there it is unknown until `up`.
+        assert f"# homelab-kubelet: node address on node {node}" in out
+        assert f"# homelab-kubelet preflight on {node}" in out  # the command line names the step
     assert out.count("+ command:remote:Command: (create)") == len(NODES) * len(node_scripts.STEP_NAMES)
 
 

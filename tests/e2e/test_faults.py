@@ -25,6 +25,8 @@ from tests.toolchain import require_kubelet
 
 pytestmark = pytest.mark.e2e
 
+FAULT_HEALTH_TIMEOUT = 60
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
@@ -32,7 +34,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     info = lab.up(cgroup="v2")
     lab.mirror_sync()
     reset_nodes()
-    yield LabStack(tmp_path_factory.mktemp("faults"), info)
+    lab_stack = LabStack(tmp_path_factory.mktemp("faults"), info)
+    # A lab kubelet is healthy within seconds; the cases whose kubelet never gets there then
+    # wait 60 s rather than the default 180 s (the message and the rollback are the same).
+    lab_stack.set_object("kubelet", {**lab_stack.config_object("kubelet"), "healthTimeoutSeconds": FAULT_HEALTH_TIMEOUT})
+    yield lab_stack
     reset_nodes()
 
 

@@ -1,9 +1,12 @@
 """Fixtures that boot the lab (python -m lab) once per cgroup mode and reuse a running lab.
 
-The test files are named so that pytest runs the v2 ones before the v1 ones: each mode boots
-once. The kubelet cases run kubelets of their own without an API server: the lab runs here
-without its control plane (`control_plane=False` stops one an earlier module left running). At the end of the session the lab is stopped again unless it was already up before
-(a developer's running lab is left alone; LAB_KEEP=1 keeps it up in any case).
+The test files are named so that pytest runs the v2 ones before the v1 ones, each on a fresh
+boot: the end-to-end modules before them end in v1 and leave cgroups behind (kube.slice's
+directories on v1), which the kubelet cases that expect missing paths must not find. The
+kubelet cases run kubelets of their own without an API server: the lab runs here without its
+control plane (`control_plane=False` stops one an earlier module left running). At the end of
+the session the lab is stopped again unless it was already up before (a developer's running
+lab is left alone; LAB_KEEP=1 keeps it up in any case).
 """
 
 from __future__ import annotations

@@ -61,6 +61,18 @@ enforceNodeAllocatable:
 - kube-reserved
 """
 
+#: The runbook's systemCgroups (kubelet.systemCgroups as an explicit choice; cgroupRoot as the
+#: program renders it, which the kubelet requires with systemCgroups).
+RUNBOOK_SYSTEM_CGROUPS = BASE + "cgroupRoot: /\nsystemCgroups: /systemd/system.slice\n"
+
+#: After it ran: every cgroup directory named systemd below a hierarchy's root (v2: the root
+#: itself is the one hierarchy), then every process that sits in a /systemd/... cgroup.
+SYSTEM_CGROUPS_CREATED = (
+    "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then ls -d /sys/fs/cgroup/systemd 2>/dev/null; "
+    "else ls -d /sys/fs/cgroup/*/systemd 2>/dev/null; fi; "
+    "grep -l ':/systemd/' /proc/[0-9]*/cgroup 2>/dev/null; true"
+)
+
 SYSTEM_RESERVED_BELOW_USAGE = BASE + """\
 systemReserved:
   cpu: 100m
@@ -86,6 +98,8 @@ class Outcome:
     # Only for expect="healthz": active and /healthz ok at the first ok and after a settle window of
     # at least health.SETTLE_SECONDS, with NRestarts unchanged (lab/health.py).
     healthy: bool = False
+    # The stdout of run_case's `inspect` command, run on the node before the cleanup.
+    inspected: str = ""
 
 
 def toolchain_kubelet() -> Path:
@@ -132,10 +146,11 @@ true""", timeout=120)
 
 
 def run_case(node: str, case: str, config: str, expect: str, timeout: float = 300,
-             settle: float = 0.0, prepare: str = "true", undo: str = "true") -> Outcome:
+             settle: float = 0.0, prepare: str = "true", undo: str = "true", inspect: str = "") -> Outcome:
     """Starts the kubelet with ``config``; waits until its log matches the regex ``expect`` (or
     /healthz answers when ``expect`` is ``"healthz"``), then ``settle`` seconds (for
-    ``"healthz"`` at least health.SETTLE_SECONDS); returns the log; always cleans up."""
+    ``"healthz"`` at least health.SETTLE_SECONDS); runs ``inspect`` (if any) while the kubelet still
+    runs; returns the log; always cleans up."""
     unit = f"lab-kubelet-{case}"
     _cleanup(node, unit)
     api.ssh(node, prepare, check=True)
@@ -170,7 +185,8 @@ def run_case(node: str, case: str, config: str, expect: str, timeout: float = 30
             time.sleep(settle)
             log, last = look()
         healthy = expect == "healthz" and health.is_healthy(first, last)
-        return Outcome(log, health.is_running(last.active_state), last.healthz, healthy)
+        inspected = api.ssh(node, inspect, check=True).stdout if inspect else ""
+        return Outcome(log, health.is_running(last.active_state), last.healthz, healthy, inspected)
     finally:
         _cleanup(node, unit)
         api.ssh(node, undo)
@@ -182,3 +198,14 @@ def system_slice_memory(node: str, cgroup: str) -> int:
     return int(api.ssh(node, f"cat {path}", check=True).stdout)
 
 
+def check_runbook_system_cgroups(node: str) -> None:
+    """What a v1.30 kubelet under systemd does with the runbook's systemCgroups (README's
+    `kubelet.systemCgroups` row): it runs healthy, moves no process and creates no cgroup (the
+    root cgroup holds only PID 1 and kernel threads), and its stats summary fails to read the
+    cgroup at every collection (10 s apart: the case waits for two)."""
+    stats = 'Failed to get system container stats" err="failed to get cgroup stats for \\"/systemd/system.slice\\"'
+    out = run_case(node, "system-cgroups", RUNBOOK_SYSTEM_CGROUPS, rf"(?s){re.escape(stats)}.*{re.escape(stats)}",
+                   settle=3, inspect=SYSTEM_CGROUPS_CREATED)
+    assert out.still_running and out.healthz == "ok", out
+    assert out.inspected == "", f"a /systemd cgroup or a process in one:\n{out.inspected}"
+    assert 'unknown container \\"/systemd/system.slice\\"' in out.log

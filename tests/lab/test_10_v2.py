@@ -97,3 +97,7 @@ def test_kubelet_missing_runtime_socket(kubelet_v2: str) -> None:
     assert "failed to run Kubelet: validate service connection: validate CRI v1 runtime API for endpoint" in out.log
     assert "dial unix /run/lab-no-such-runtime/containerd.sock: connect: no such file or directory" in out.log
     assert not out.still_running
+
+
+def test_kubelet_runbook_system_cgroups_moves_nothing_and_its_stats_fail(kubelet_v2: str) -> None:
+    kc.check_runbook_system_cgroups(NODE)

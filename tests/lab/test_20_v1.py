@@ -90,3 +90,7 @@ def test_kubelet_system_slice_dirs_missing_on_v1(kubelet_v1: str) -> None:
                       r"Failed to start ContainerManager", settle=3)
     assert 'cgroup [\\"system\\"] has some missing paths: ' in out.log
     assert "/sys/fs/cgroup/cpuset/system.slice" in out.log
+
+
+def test_kubelet_runbook_system_cgroups_moves_nothing_and_its_stats_fail(kubelet_v1: str) -> None:
+    kc.check_runbook_system_cgroups(NODE)
